@@ -1,0 +1,1 @@
+"""Database plumbing: migrations, the embedded local PostgreSQL, connection resolution."""

@@ -1,0 +1,245 @@
+"""An embedded PostgreSQL cluster under the data directory, started on demand and reused.
+
+It runs the machine's PostgreSQL binaries. PostgreSQL refuses to run as root,
+so as root the cluster belongs to the `postgres` system user and every server
+command runs through `runuser`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dmflow.errors import DatabaseUnavailable
+
+DATABASE_NAME = "dmflow"
+_SERVER_USER = "postgres"
+
+
+def find_postgres_bin_dir(explicit: Path | None = None) -> Path:
+    """Locate `initdb` and `pg_ctl`: explicit setting, `pg_config`, PATH, Debian's layout."""
+    candidates: list[Path] = []
+    if explicit is not None:
+        candidates.append(explicit)
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        if out.returncode == 0:
+            candidates.append(Path(out.stdout.strip()))
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(Path(initdb).resolve().parent)
+    debian = Path("/usr/lib/postgresql")
+    if debian.is_dir():
+        versions = sorted(
+            (p for p in debian.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+        )
+        candidates.extend(p / "bin" for p in reversed(versions))
+    for candidate in candidates:
+        if (candidate / "initdb").is_file() and (candidate / "pg_ctl").is_file():
+            return candidate
+    raise DatabaseUnavailable(
+        "no PostgreSQL server binaries (initdb, pg_ctl) found. Install them "
+        "(Debian/Ubuntu: `apt-get install postgresql`; macOS: `brew install postgresql`), "
+        "set DMFLOW_POSTGRES_BIN_DIR to their directory, or point DMFLOW_DATABASE_URL "
+        "at a PostgreSQL or Supabase database"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class LocalPostgres:
+    """A cluster in `<root>/data`, listening on 127.0.0.1 only, with trust auth.
+
+    Trust is acceptable because the server only listens on loopback and holds
+    local development data; production points DMFLOW_DATABASE_URL elsewhere.
+    """
+
+    root: Path
+    bin_dir: Path | None = None
+    durable: bool = True
+    """False turns fsync off: for throwaway test clusters only."""
+    _bin: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root = self.root.expanduser().resolve()
+        self._bin = find_postgres_bin_dir(self.bin_dir)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def port_file(self) -> Path:
+        return self.root / "port"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "server.log"
+
+    def url(self, database: str = DATABASE_NAME) -> str:
+        port = int(self.port_file.read_text().strip())
+        return f"postgresql://{_SERVER_USER}@127.0.0.1:{port}/{database}"
+
+    def ensure_running(self) -> str:
+        """Initialise and start the cluster if needed; return the dmflow database's URL."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            if not (self.data_dir / "PG_VERSION").is_file():
+                self._initdb()
+            if not self.is_running():
+                self._start()
+            self._ensure_database(DATABASE_NAME)
+        return self.url()
+
+    def is_running(self) -> bool:
+        if not self.port_file.is_file():
+            return False
+        result = self._run([str(self._bin / "pg_ctl"), "status", "-D", str(self.data_dir)])
+        return result.returncode == 0
+
+    def stop(self) -> None:
+        if (self.data_dir / "PG_VERSION").is_file() and self.is_running():
+            self._run(
+                [str(self._bin / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"],
+                check=True,
+            )
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        self._psql(
+            f'create database "{name}"' + (f' template "{template}"' if template else "")
+        )
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        self._psql(f'drop database if exists "{name}" with (force)')
+
+    # -- internals ---------------------------------------------------------
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        with (self.root / "lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _as_server_user(self) -> bool:
+        return os.geteuid() == 0
+
+    def _run(self, argv: list[str], *, check: bool = False) -> subprocess.CompletedProcess[str]:
+        if self._as_server_user():
+            argv = ["runuser", "-u", _SERVER_USER, "--", *argv]
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd="/")
+        if check and result.returncode != 0:
+            raise DatabaseUnavailable(
+                f"`{' '.join(argv)}` failed ({result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()}\nserver log: {self.log_file}"
+            )
+        return result
+
+    def _initdb(self) -> None:
+        if self._as_server_user():
+            self._prepare_for_server_user()
+        if self.data_dir.exists():
+            shutil.rmtree(self.data_dir)  # a half-made cluster from an interrupted initdb
+        self._run(
+            [
+                str(self._bin / "initdb"),
+                "-D", str(self.data_dir),
+                "-U", _SERVER_USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ],
+            check=True,
+        )
+        settings = [
+            "listen_addresses = '127.0.0.1'",
+            "unix_socket_directories = ''",
+            "max_connections = 200",
+            "wal_level = logical",  # Supabase's realtime publication expects it
+        ]
+        if not self.durable:
+            settings += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write("\n# dmflow embedded cluster\n" + "\n".join(settings) + "\n")
+
+    def _prepare_for_server_user(self) -> None:
+        try:
+            server = pwd.getpwnam(_SERVER_USER)
+        except KeyError:
+            raise DatabaseUnavailable(
+                "running as root, dmflow's embedded PostgreSQL needs the `postgres` system user "
+                "(PostgreSQL refuses to run as root). Install PostgreSQL from your distribution, "
+                "which creates it, run dmflow as a normal user, or set DMFLOW_DATABASE_URL"
+            ) from None
+        os.chown(self.root, server.pw_uid, server.pw_gid)
+        probe = subprocess.run(
+            ["runuser", "-u", _SERVER_USER, "--", "test", "-w", str(self.root)], check=False
+        )
+        if probe.returncode != 0:
+            raise DatabaseUnavailable(
+                f"the `postgres` system user cannot reach {self.root} (a parent directory such "
+                "as /root is closed to other users). Set DMFLOW_DATA_DIR to a directory outside "
+                "it, for example /var/lib/dmflow, or set DMFLOW_DATABASE_URL"
+            )
+
+    def _start(self) -> None:
+        port = None
+        if self.port_file.is_file():
+            port = int(self.port_file.read_text().strip())
+            if not _port_is_free(port):
+                port = None
+        port = port or _free_port()
+        self.port_file.write_text(f"{port}\n")
+        if self._as_server_user() and not self.log_file.exists():
+            self.log_file.touch()
+            server = pwd.getpwnam(_SERVER_USER)
+            os.chown(self.log_file, server.pw_uid, server.pw_gid)
+        self._run(
+            [
+                str(self._bin / "pg_ctl"), "start", "-w", "-t", "60",
+                "-D", str(self.data_dir),
+                "-l", str(self.log_file),
+                "-o", f"-p {port}",
+            ],
+            check=True,
+        )
+
+    def _psql(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(statement.encode())
+
+    def _ensure_database(self, name: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            row = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
+            if row is None:
+                conn.execute(f'create database "{name}"'.encode())

@@ -1,0 +1,109 @@
+"""Data contracts between dmflow's parts. Field names are the schema's column names."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Self
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dmflow.status import RunStatus
+
+CHUNK_PREVIEW_CHARS = 200
+
+
+class TrainingRun(BaseModel):
+    """One row of `deep_memory_training_runs`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID
+    user_id: UUID | None = None
+    dataset: str
+    """DeepLake dataset path: a local directory or `hub://org/name`."""
+    status: RunStatus
+    total_chunks: int = 0
+    """Chunks in the dataset when generation started."""
+    processed_chunks: int = 0
+    """Chunks in the ledger (done or skipped); counts across resumes."""
+    pair_count: int = 0
+    deeplake_job_id: str | None = None
+    metrics: dict[str, Any] | None = None
+    error_message: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    attempt: int = 0
+    """Bumped by every recovery; writes carry it as a fencing token."""
+    heartbeat_at: datetime | None = None
+    flow_run_id: UUID | None = None
+    """The Prefect flow run driving the run now."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    usage: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingPair(BaseModel):
+    """One (question, chunk) pair of `deep_memory_training_pairs`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    question_text: str = Field(min_length=1)
+    chunk_id: str = Field(min_length=1)
+    chunk_preview: str | None = None
+    relevance_score: float = 1.0
+
+
+class ChunkOutcome(StrEnum):
+    DONE = "done"
+    SKIPPED = "skipped"
+
+
+class ChunkResult(BaseModel):
+    """What generation made of one chunk: its questions, or why it was skipped."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chunk_id: str = Field(min_length=1)
+    outcome: ChunkOutcome
+    questions: tuple[str, ...] = ()
+    reason: str | None = None
+    """Why the chunk was skipped (required for `skipped`)."""
+    chunk_preview: str | None = None
+
+    @model_validator(mode="after")
+    def _outcome_matches(self) -> Self:
+        if self.outcome is ChunkOutcome.DONE and not self.questions:
+            raise ValueError("a done chunk needs at least one question; skip it with a reason")
+        if self.outcome is ChunkOutcome.SKIPPED and (not self.reason or self.questions):
+            raise ValueError("a skipped chunk needs a reason and no questions")
+        return self
+
+    @classmethod
+    def done(cls, chunk_id: str, questions: list[str] | tuple[str, ...], text: str) -> Self:
+        return cls(
+            chunk_id=chunk_id,
+            outcome=ChunkOutcome.DONE,
+            questions=tuple(questions),
+            chunk_preview=text[:CHUNK_PREVIEW_CHARS],
+        )
+
+    @classmethod
+    def skipped(cls, chunk_id: str, reason: str) -> Self:
+        return cls(chunk_id=chunk_id, outcome=ChunkOutcome.SKIPPED, reason=reason)
+
+    def pairs(self) -> list[TrainingPair]:
+        return [
+            TrainingPair(question_text=q, chunk_id=self.chunk_id, chunk_preview=self.chunk_preview)
+            for q in self.questions
+        ]
+
+    def ledger_row(self) -> dict[str, Any]:
+        return {
+            "chunk_id": self.chunk_id,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "pair_count": len(self.questions),
+        }

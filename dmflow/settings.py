@@ -1,0 +1,33 @@
+"""One typed settings object, read from `DMFLOW_*` environment variables or `.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DMFLOW_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: SecretStr | None = None
+    """Postgres connection string: a local server, Supabase's direct connection
+    or its transaction pooler (port 6543). Unset: an embedded local PostgreSQL."""
+    supabase_url: str | None = None
+    """Supabase project URL; with `supabase_key` and no `database_url`, the
+    store talks to Supabase's REST API."""
+    supabase_key: SecretStr | None = None
+    """Supabase service-role key (never the anon key: dmflow writes)."""
+    data_dir: Path = Field(default_factory=lambda: Path(".dmflow"))
+    """Where the embedded PostgreSQL, sample datasets and local models live."""
+    postgres_bin_dir: Path | None = None
+    """Directory of `initdb`/`pg_ctl` for the embedded database; found on PATH
+    or in /usr/lib/postgresql when unset."""
+    db_pool_max_size: int = Field(default=4, ge=1, le=64)
+    db_connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
