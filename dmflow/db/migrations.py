@@ -78,7 +78,10 @@ def apply_migrations(
     """Apply every pending migration (up to and including `up_to`); return those applied."""
     applied: list[Migration] = []
     with psycopg.connect(conninfo, autocommit=True, prepare_threshold=None) as conn:
-        conn.execute(_HISTORY_DDL)
+        with conn.transaction():
+            # `create schema if not exists` is not safe against a concurrent twin.
+            conn.execute("select pg_advisory_xact_lock(hashtext('dmflow.migrate'))")
+            conn.execute(_HISTORY_DDL.encode())
         for migration in discover(directory):
             if up_to is not None and migration.version > up_to:
                 break

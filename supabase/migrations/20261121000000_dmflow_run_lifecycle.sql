@@ -388,7 +388,8 @@ begin
             public.dmflow_jsonb_sum(jsonb, jsonb)
             to service_role';
     end if;
-    if to_regrole('anon') is not null and to_regrole('authenticated') is not null then
+    if to_regrole('anon') is not null and to_regrole('authenticated') is not null
+       and to_regprocedure('auth.uid()') is not null then
         execute 'revoke all on ' || tables || ' from anon, authenticated';
         execute 'grant select on ' || tables || ' to anon, authenticated';
         -- Supabase's default privileges grant new functions to anon and

@@ -1,0 +1,44 @@
+"""Pick the run store and the database the settings point at."""
+
+from __future__ import annotations
+
+from dmflow.db.local_postgres import LocalPostgres
+from dmflow.errors import ConfigurationError
+from dmflow.settings import Settings
+from dmflow.store.base import RunStore
+
+
+def database_url(settings: Settings) -> str:
+    """DMFLOW_DATABASE_URL, or the embedded local PostgreSQL (started if needed)."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    local = LocalPostgres(settings.resolved_data_dir() / "postgres", bin_dir=settings.postgres_bin_dir)
+    return local.ensure_running()
+
+
+def uses_embedded_database(settings: Settings) -> bool:
+    return settings.database_url is None and settings.supabase_url is None
+
+
+def open_store(settings: Settings) -> RunStore:
+    """Postgres when a URL is set; Supabase REST when its URL and key are; else embedded."""
+    from dmflow.store.postgres import PostgresRunStore
+    from dmflow.store.supabase import SupabaseRunStore
+
+    if settings.database_url is None and settings.supabase_url is not None:
+        if settings.supabase_key is None:
+            raise ConfigurationError(
+                "DMFLOW_SUPABASE_URL is set but DMFLOW_SUPABASE_KEY is not: set it to the "
+                "project's service-role key (Project Settings > API)"
+            )
+        return SupabaseRunStore(settings.supabase_url, settings.supabase_key)
+    if uses_embedded_database(settings):
+        from dmflow.db.migrations import apply_migrations
+
+        url = database_url(settings)
+        apply_migrations(url)  # the embedded database is ours: keep it current
+    else:
+        url = database_url(settings)
+    return PostgresRunStore(
+        url, max_size=settings.db_pool_max_size, connect_timeout_s=settings.db_connect_timeout_s
+    )

@@ -1,0 +1,122 @@
+"""The `RunStore` protocol and what both adapters share: payloads and error mapping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+from uuid import UUID
+
+from dmflow.errors import (
+    ConcurrentUpdate,
+    DmflowError,
+    InvalidBatch,
+    RunBlocked,
+    RunNotDeletable,
+    RunNotFound,
+)
+from dmflow.models import ChunkResult, TrainingRun
+from dmflow.status import RunStatus
+
+
+class RunStore(Protocol):
+    """Runs, pairs and the chunk ledger. Every status change goes through `transition`."""
+
+    def create_run(
+        self,
+        dataset: str,
+        *,
+        user_id: UUID | None = None,
+        params: Mapping[str, Any] | None = None,
+        flow_run_id: UUID | None = None,
+    ) -> TrainingRun:
+        """Start a run at `generating`; `RunBlocked` if the dataset has an unfinished run.
+
+        The same `flow_run_id` asking again gets its existing run back.
+        """
+        ...
+
+    def get_run(self, run_id: UUID) -> TrainingRun: ...
+
+    def find_run_by_flow_run_id(self, flow_run_id: UUID) -> TrainingRun | None: ...
+
+    def list_runs(self, *, dataset: str | None = None, limit: int = 50) -> list[TrainingRun]:
+        """Newest first."""
+        ...
+
+    def transition(
+        self,
+        run: TrainingRun,
+        to_status: RunStatus,
+        *,
+        error_message: str | None = None,
+        flow_run_id: UUID | None = None,
+    ) -> TrainingRun:
+        """Compare-and-set from the status and attempt `run` was read with.
+
+        `InvalidTransition` if the lifecycle forbids it, `ConcurrentUpdate` if
+        the run changed since it was read.
+        """
+        ...
+
+    def update_progress(
+        self,
+        run: TrainingRun,
+        *,
+        total_chunks: int | None = None,
+        deeplake_job_id: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> TrainingRun:
+        """Refresh the heartbeat of an active run and set the given fields."""
+        ...
+
+    def record_batch(
+        self,
+        run: TrainingRun,
+        results: Sequence[ChunkResult],
+        usage: Mapping[str, float] | None = None,
+    ) -> TrainingRun:
+        """Write a batch's ledger rows, pairs, counters, usage and heartbeat atomically.
+
+        Chunks already in the ledger are ignored, so a replayed batch adds nothing.
+        """
+        ...
+
+    def recorded_chunk_ids(self, run_id: UUID) -> set[str]: ...
+
+    def delete_failed_run(self, run_id: UUID) -> TrainingRun:
+        """Delete a failed run with its pairs and ledger; `RunNotDeletable` otherwise."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def batch_payload(results: Sequence[ChunkResult]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The JSON arrays `dmflow_record_batch` takes: ledger rows and pairs."""
+    chunks = [result.ledger_row() for result in results]
+    pairs = [pair.model_dump(mode="json") for result in results for pair in result.pairs()]
+    return chunks, pairs
+
+
+def error_from_database(code: str | None, message: str, detail: str | None) -> DmflowError | None:
+    """Translate the SQLSTATEs raised by dmflow's SQL functions; None for anything else."""
+    if code is None or not code.startswith("DM"):
+        return None
+    facts: dict[str, Any] = {}
+    if detail:
+        try:
+            facts = json.loads(detail)
+        except ValueError:
+            facts = {}
+    run_id = facts.get("run_id", "?")
+    if code == "DMB01":
+        return RunBlocked(facts.get("dataset", "?"), run_id, facts.get("status", "?"))
+    if code == "DMN01":
+        return RunNotFound(run_id)
+    if code == "DMC01":
+        return ConcurrentUpdate(run_id, facts.get("status"), facts.get("attempt"))
+    if code == "DMD01":
+        return RunNotDeletable(run_id, facts.get("status", "?"))
+    if code == "DMV01":
+        return InvalidBatch(f"{message}; nothing of the batch was written")
+    return None

@@ -1,0 +1,176 @@
+"""`RunStore` over psycopg 3 and a connection pool.
+
+Works against a local PostgreSQL and Supabase's direct connection or its
+transaction pooler: every call is one autocommitted statement (a SQL function
+does the multi-row work), with no prepared statements and no session state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from dmflow.errors import DatabaseUnavailable, RunNotFound
+from dmflow.models import ChunkResult, TrainingRun
+from dmflow.status import RunStatus, check_transition
+from dmflow.store.base import batch_payload, error_from_database
+
+_RUNS = "public.deep_memory_training_runs"
+
+
+class PostgresRunStore:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        max_size: int = 4,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            timeout=connect_timeout_s,
+            kwargs={
+                "autocommit": True,
+                "prepare_threshold": None,
+                "connect_timeout": max(1, int(connect_timeout_s)),
+            },
+            open=False,
+            name="dmflow-run-store",
+        )
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout_s)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise DatabaseUnavailable(
+                f"could not connect to the database within {connect_timeout_s:.0f} s: "
+                "check DMFLOW_DATABASE_URL (host, port, password) and that the server is up"
+            ) from exc
+
+    # -- runs ----------------------------------------------------------------
+
+    def create_run(
+        self,
+        dataset: str,
+        *,
+        user_id: UUID | None = None,
+        params: Mapping[str, Any] | None = None,
+        flow_run_id: UUID | None = None,
+    ) -> TrainingRun:
+        return self._one(
+            "select * from public.dmflow_create_run(%s, %s, %s, %s)",
+            (dataset, user_id, Jsonb(dict(params or {})), flow_run_id),
+        )
+
+    def get_run(self, run_id: UUID) -> TrainingRun:
+        rows = self._rows(f"select * from {_RUNS} where id = %s", (run_id,))
+        if not rows:
+            raise RunNotFound(run_id)
+        return TrainingRun.model_validate(rows[0])
+
+    def find_run_by_flow_run_id(self, flow_run_id: UUID) -> TrainingRun | None:
+        rows = self._rows(f"select * from {_RUNS} where flow_run_id = %s", (flow_run_id,))
+        return TrainingRun.model_validate(rows[0]) if rows else None
+
+    def list_runs(self, *, dataset: str | None = None, limit: int = 50) -> list[TrainingRun]:
+        rows = self._rows(
+            f"select * from {_RUNS} where %(dataset)s::text is null or dataset = %(dataset)s"
+            " order by created_at desc, id limit %(limit)s",
+            {"dataset": dataset, "limit": limit},
+        )
+        return [TrainingRun.model_validate(row) for row in rows]
+
+    def transition(
+        self,
+        run: TrainingRun,
+        to_status: RunStatus,
+        *,
+        error_message: str | None = None,
+        flow_run_id: UUID | None = None,
+    ) -> TrainingRun:
+        bump = check_transition(run.status, to_status)
+        return self._one(
+            "select * from public.dmflow_transition_run(%s, %s, %s, %s, %s, %s, %s)",
+            (run.id, run.status.value, to_status.value, run.attempt, bump, error_message,
+             flow_run_id),
+        )
+
+    def update_progress(
+        self,
+        run: TrainingRun,
+        *,
+        total_chunks: int | None = None,
+        deeplake_job_id: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> TrainingRun:
+        return self._one(
+            "select * from public.dmflow_update_run_progress(%s, %s, %s, %s, %s)",
+            (run.id, run.attempt, total_chunks, deeplake_job_id,
+             Jsonb(dict(metrics)) if metrics is not None else None),
+        )
+
+    def record_batch(
+        self,
+        run: TrainingRun,
+        results: Sequence[ChunkResult],
+        usage: Mapping[str, float] | None = None,
+    ) -> TrainingRun:
+        chunks, pairs = batch_payload(results)
+        return self._one(
+            "select * from public.dmflow_record_batch(%s, %s, %s, %s, %s)",
+            (run.id, run.attempt, Jsonb(chunks), Jsonb(pairs), Jsonb(dict(usage or {}))),
+        )
+
+    def recorded_chunk_ids(self, run_id: UUID) -> set[str]:
+        with self._connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                "select chunk_id from public.deep_memory_training_chunks"
+                " where training_run_id = %s",
+                (run_id,),
+            )
+            return {row[0] for row in cur}
+
+    def delete_failed_run(self, run_id: UUID) -> TrainingRun:
+        return self._one("select * from public.dmflow_delete_failed_run(%s)", (run_id,))
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # -- plumbing ------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            translated = error_from_database(
+                exc.sqlstate, exc.diag.message_primary or str(exc), exc.diag.message_detail
+            )
+            if translated is not None:
+                raise translated from None
+            if isinstance(exc, psycopg.OperationalError):
+                raise DatabaseUnavailable(f"database connection failed: {exc}") from exc
+            raise
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable(
+                "no database connection became available in time: the database is down "
+                "or every connection is busy"
+            ) from exc
+
+    def _rows(self, query: str, params: Any) -> list[dict[str, Any]]:
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(query.encode(), params)
+            return cur.fetchall()
+
+    def _one(self, query: str, params: Any) -> TrainingRun:
+        rows = self._rows(query, params)
+        return TrainingRun.model_validate(rows[0])

@@ -1,0 +1,202 @@
+"""`RunStore` over Supabase's REST API (supabase-py).
+
+Each method is one `rpc()` into the same SQL functions the Postgres adapter
+calls, or one table read, so both adapters share one set of rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+from uuid import UUID
+
+import httpx
+from pydantic import SecretStr
+
+from dmflow.errors import DatabaseUnavailable, RunNotFound
+from dmflow.models import ChunkResult, TrainingRun
+from dmflow.status import RunStatus, check_transition
+from dmflow.store.base import batch_payload, error_from_database
+
+_RUNS = "deep_memory_training_runs"
+_PAGE = 1000  # PostgREST's default max-rows on Supabase
+
+T = TypeVar("T")
+
+
+def _uuid(value: UUID | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+class SupabaseRunStore:
+    def __init__(
+        self,
+        url: str,
+        service_key: SecretStr,
+        *,
+        http_client: httpx.Client | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        from supabase import create_client
+        from supabase.lib.client_options import SyncClientOptions
+
+        self._http = http_client or httpx.Client(timeout=timeout_s)
+        self._client = create_client(
+            url,
+            service_key.get_secret_value(),
+            options=SyncClientOptions(httpx_client=self._http, auto_refresh_token=False,
+                                      persist_session=False),
+        )
+
+    # -- runs ----------------------------------------------------------------
+
+    def create_run(
+        self,
+        dataset: str,
+        *,
+        user_id: UUID | None = None,
+        params: Mapping[str, Any] | None = None,
+        flow_run_id: UUID | None = None,
+    ) -> TrainingRun:
+        return self._rpc(
+            "dmflow_create_run",
+            {
+                "p_dataset": dataset,
+                "p_user_id": _uuid(user_id),
+                "p_params": dict(params or {}),
+                "p_flow_run_id": _uuid(flow_run_id),
+            },
+        )
+
+    def get_run(self, run_id: UUID) -> TrainingRun:
+        rows = self._call(
+            lambda: self._client.table(_RUNS).select("*").eq("id", str(run_id)).execute().data
+        )
+        if not rows:
+            raise RunNotFound(run_id)
+        return TrainingRun.model_validate(rows[0])
+
+    def find_run_by_flow_run_id(self, flow_run_id: UUID) -> TrainingRun | None:
+        rows = self._call(
+            lambda: self._client.table(_RUNS)
+            .select("*")
+            .eq("flow_run_id", str(flow_run_id))
+            .execute()
+            .data
+        )
+        return TrainingRun.model_validate(rows[0]) if rows else None
+
+    def list_runs(self, *, dataset: str | None = None, limit: int = 50) -> list[TrainingRun]:
+        def query() -> Any:
+            request = self._client.table(_RUNS).select("*")
+            if dataset is not None:
+                request = request.eq("dataset", dataset)
+            return request.order("created_at", desc=True).limit(limit).execute().data
+
+        return [TrainingRun.model_validate(row) for row in self._call(query)]
+
+    def transition(
+        self,
+        run: TrainingRun,
+        to_status: RunStatus,
+        *,
+        error_message: str | None = None,
+        flow_run_id: UUID | None = None,
+    ) -> TrainingRun:
+        bump = check_transition(run.status, to_status)
+        return self._rpc(
+            "dmflow_transition_run",
+            {
+                "p_run_id": str(run.id),
+                "p_from_status": run.status.value,
+                "p_to_status": to_status.value,
+                "p_attempt": run.attempt,
+                "p_bump_attempt": bump,
+                "p_error_message": error_message,
+                "p_flow_run_id": _uuid(flow_run_id),
+            },
+        )
+
+    def update_progress(
+        self,
+        run: TrainingRun,
+        *,
+        total_chunks: int | None = None,
+        deeplake_job_id: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> TrainingRun:
+        return self._rpc(
+            "dmflow_update_run_progress",
+            {
+                "p_run_id": str(run.id),
+                "p_attempt": run.attempt,
+                "p_total_chunks": total_chunks,
+                "p_deeplake_job_id": deeplake_job_id,
+                "p_metrics": dict(metrics) if metrics is not None else None,
+            },
+        )
+
+    def record_batch(
+        self,
+        run: TrainingRun,
+        results: Sequence[ChunkResult],
+        usage: Mapping[str, float] | None = None,
+    ) -> TrainingRun:
+        chunks, pairs = batch_payload(results)
+        return self._rpc(
+            "dmflow_record_batch",
+            {
+                "p_run_id": str(run.id),
+                "p_attempt": run.attempt,
+                "p_chunks": chunks,
+                "p_pairs": pairs,
+                "p_usage": dict(usage or {}),
+            },
+        )
+
+    def recorded_chunk_ids(self, run_id: UUID) -> set[str]:
+        found: set[str] = set()
+        start = 0
+        while True:
+            rows = self._call(
+                lambda start=start: self._client.table("deep_memory_training_chunks")
+                .select("chunk_id")
+                .eq("training_run_id", str(run_id))
+                .order("chunk_id")
+                .range(start, start + _PAGE - 1)
+                .execute()
+                .data
+            )
+            found.update(row["chunk_id"] for row in rows)
+            if len(rows) < _PAGE:
+                return found
+            start += _PAGE
+
+    def delete_failed_run(self, run_id: UUID) -> TrainingRun:
+        return self._rpc("dmflow_delete_failed_run", {"p_run_id": str(run_id)})
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _rpc(self, function: str, params: dict[str, Any]) -> TrainingRun:
+        data = self._call(lambda: self._client.rpc(function, params).execute().data)
+        return TrainingRun.model_validate(data[0] if isinstance(data, list) else data)
+
+    def _call(self, request: Callable[[], T]) -> T:
+        from postgrest.exceptions import APIError
+
+        try:
+            return request()
+        except APIError as exc:
+            details = exc.details if isinstance(exc.details, str) else None
+            translated = error_from_database(exc.code, exc.message or str(exc), details)
+            if translated is not None:
+                raise translated from None
+            raise
+        except httpx.TransportError as exc:
+            raise DatabaseUnavailable(
+                f"Supabase did not answer ({type(exc).__name__}): check DMFLOW_SUPABASE_URL "
+                "and the network"
+            ) from exc

@@ -1,0 +1,8 @@
+"""Fixtures are grouped by the real system they start (see tests/fixtures/)."""
+
+import os
+
+# Keep every test offline and quiet, whatever the developer's environment says.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+pytest_plugins = ["tests.fixtures.postgres"]
