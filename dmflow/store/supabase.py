@@ -13,7 +13,7 @@ from uuid import UUID
 import httpx
 from pydantic import SecretStr
 
-from dmflow.errors import DatabaseUnavailable, RunNotFound
+from dmflow.errors import ConfigurationError, DatabaseUnavailable, RunNotFound
 from dmflow.models import ChunkResult, TrainingRun
 from dmflow.status import RunStatus, check_transition
 from dmflow.store.base import batch_payload, error_from_database
@@ -194,6 +194,11 @@ class SupabaseRunStore:
             translated = error_from_database(exc.code, exc.message or str(exc), details)
             if translated is not None:
                 raise translated from None
+            if exc.code == "42501":
+                raise ConfigurationError(
+                    "Supabase refused the write (permission denied): DMFLOW_SUPABASE_KEY must be "
+                    "the project's service-role key, not the anon key"
+                ) from None
             raise
         except httpx.TransportError as exc:
             raise DatabaseUnavailable(
