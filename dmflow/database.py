@@ -12,7 +12,9 @@ def database_url(settings: Settings) -> str:
     """DMFLOW_DATABASE_URL, or the embedded local PostgreSQL (started if needed)."""
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
-    local = LocalPostgres(settings.resolved_data_dir() / "postgres", bin_dir=settings.postgres_bin_dir)
+    local = LocalPostgres(
+        settings.resolved_data_dir() / "postgres", bin_dir=settings.postgres_bin_dir
+    )
     return local.ensure_running()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     or in /usr/lib/postgresql when unset."""
     db_pool_max_size: int = Field(default=4, ge=1, le=64)
     db_connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("database_url", "supabase_url", "supabase_key", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        # `DMFLOW_DATABASE_URL=` in a shell or .env must not mean "connect to ''".
+        return None if isinstance(value, str) and not value.strip() else value
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()

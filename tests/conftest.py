@@ -5,4 +5,4 @@ import os
 # Keep every test offline and quiet, whatever the developer's environment says.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-pytest_plugins = ["tests.fixtures.postgres"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.cli"]

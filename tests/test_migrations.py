@@ -13,14 +13,20 @@ from tests.fixtures.postgres import Database
 
 BASELINE, PHASE_STATUSES, LIFECYCLE = (m.version for m in discover())
 SIX_STATUSES = {
-    "generating", "generated", "training", "completed", "generating_failed", "training_failed",
+    "generating",
+    "generated",
+    "training",
+    "completed",
+    "generating_failed",
+    "training_failed",
 }
 
 
 def _seed_legacy_run(db: Database, dataset: str, status: str, job_id: str | None) -> uuid.UUID:
     run_id = uuid.uuid4()
     db.execute(
-        "insert into deep_memory_training_runs (id, dataset, status, deeplake_job_id, error_message)"
+        "insert into deep_memory_training_runs"
+        " (id, dataset, status, deeplake_job_id, error_message)"
         " values (%s, %s, %s, %s, 'boom')",
         (run_id, dataset, status, job_id),
     )
@@ -68,10 +74,13 @@ def test_status_migration_run_twice_changes_nothing(supabase_like_db: Database) 
     db.execute(migration.sql)
 
     assert db.execute("select * from deep_memory_training_runs order by id") == snapshot
-    assert db.execute(
-        "select pg_get_constraintdef(oid) from pg_constraint where conname = "
-        "'deep_memory_training_runs_status_check'"
-    ) == constraint
+    assert (
+        db.execute(
+            "select pg_get_constraintdef(oid) from pg_constraint where conname = "
+            "'deep_memory_training_runs_status_check'"
+        )
+        == constraint
+    )
     assert apply_migrations(db.url) != []  # the rest still applies afterwards
     assert apply_migrations(db.url) == []  # and a second `migrate` has nothing to do
 
@@ -80,17 +89,22 @@ def test_status_migration_replaces_a_differently_named_check(supabase_like_db: D
     db = supabase_like_db
     apply_migrations(db.url, up_to=BASELINE)
     db.execute(
-        "alter table deep_memory_training_runs drop constraint deep_memory_training_runs_status_check;"
+        "alter table deep_memory_training_runs"
+        " drop constraint deep_memory_training_runs_status_check;"
         "alter table deep_memory_training_runs add constraint app_status_ck"
         " check (status in ('generating','generated','training','completed','failed'))"
     )
     run_id = _seed_legacy_run(db, "a", "failed", None)
     apply_migrations(db.url)
     assert _status(db, run_id) == "generating_failed"
-    names = {row[0] for row in db.execute(
-        "select conname from pg_constraint where conrelid = 'deep_memory_training_runs'::regclass"
-        " and contype = 'c'"
-    )}
+    names = {
+        row[0]
+        for row in db.execute(
+            "select conname from pg_constraint"
+            " where conrelid = 'deep_memory_training_runs'::regclass"
+            " and contype = 'c'"
+        )
+    }
     assert "app_status_ck" not in names
 
 
@@ -103,7 +117,9 @@ def test_check_refuses_failed_and_unknown_statuses(db: Database, bad_status: str
 def test_check_accepts_the_six_statuses(db: Database) -> None:
     for index, status in enumerate(sorted(SIX_STATUSES)):
         _seed_legacy_run(db, f"ds-{index}", status, None)
-    assert {row[0] for row in db.execute("select status from deep_memory_training_runs")} == SIX_STATUSES
+    assert {
+        row[0] for row in db.execute("select status from deep_memory_training_runs")
+    } == SIX_STATUSES
 
 
 def test_history_is_recorded_like_the_supabase_cli(db: Database) -> None:
@@ -132,8 +148,9 @@ def test_two_unfinished_runs_of_one_dataset_stop_the_migration(supabase_like_db:
         "select count(*) from information_schema.columns"
         " where table_name = 'deep_memory_training_runs' and column_name = 'attempt'"
     ) == [(0,)]
-    assert LIFECYCLE not in {r[0] for r in db.execute(
-        "select version from supabase_migrations.schema_migrations")}
+    assert LIFECYCLE not in {
+        r[0] for r in db.execute("select version from supabase_migrations.schema_migrations")
+    }
 
     db.execute("delete from deep_memory_training_runs where id = %s", (second,))
     assert [m.version for m in apply_migrations(db.url)] == [LIFECYCLE]
@@ -150,8 +167,11 @@ def test_lifecycle_migration_folds_duplicate_pairs(supabase_like_db: Database) -
             (run_id, question),
         )
     apply_migrations(db.url)
-    assert sorted(r[0] for r in db.execute("select question_text from deep_memory_training_pairs")) == [
-        "What is X?", "What is Y?",
+    assert sorted(
+        r[0] for r in db.execute("select question_text from deep_memory_training_pairs")
+    ) == [
+        "What is X?",
+        "What is Y?",
     ]
 
 
@@ -171,7 +191,7 @@ def test_concurrent_migrate_applies_each_version_once(supabase_like_db: Database
         barrier.wait()
         try:
             apply_migrations(supabase_like_db.url)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=migrate) for _ in range(3)]

@@ -19,12 +19,16 @@ TABLES = [
 ]
 
 
-def as_role(db: Database, role: str, sql: str, params: object = None, sub: uuid.UUID | None = None) -> list[tuple]:  # type: ignore[type-arg]
+def as_role(
+    db: Database, role: str, sql: str, params: object = None, sub: uuid.UUID | None = None
+) -> list[tuple]:  # type: ignore[type-arg]
     with db.connect() as conn, conn.transaction():
         conn.execute(f"set local role {role}".encode())
         if sub is not None:
-            conn.execute("select set_config('request.jwt.claims', %s, true)",
-                         (json.dumps({"sub": str(sub), "role": role}),))
+            conn.execute(
+                "select set_config('request.jwt.claims', %s, true)",
+                (json.dumps({"sub": str(sub), "role": role}),),
+            )
         cur = conn.execute(sql.encode(), params)  # type: ignore[arg-type]
         return cur.fetchall() if cur.description else []
 
@@ -92,7 +96,9 @@ def test_api_roles_cannot_call_the_functions(
         as_role(db, role, call)
 
 
-def test_service_role_writes_through_the_functions(db: Database, runs: dict[str, uuid.UUID]) -> None:
+def test_service_role_writes_through_the_functions(
+    db: Database, runs: dict[str, uuid.UUID]
+) -> None:
     row = as_role(db, "service_role", "select id, status from dmflow_create_run('svc-ds')")
     assert row[0][1] == "generating"
     seen = as_role(db, "service_role", "select count(*) from deep_memory_training_runs")
@@ -101,11 +107,15 @@ def test_service_role_writes_through_the_functions(db: Database, runs: dict[str,
 
 def test_every_table_is_granted_explicitly(db: Database) -> None:
     for table in TABLES:
-        grants = dict(db.execute(
-            "select grantee, string_agg(privilege_type, ',' order by privilege_type)"
-            " from information_schema.role_table_grants"
-            " where table_name = %s and grantee in ('anon','authenticated','service_role')"
-            " group by grantee", (table,)))
+        grants = dict(
+            db.execute(
+                "select grantee, string_agg(privilege_type, ',' order by privilege_type)"
+                " from information_schema.role_table_grants"
+                " where table_name = %s and grantee in ('anon','authenticated','service_role')"
+                " group by grantee",
+                (table,),
+            )
+        )
         assert grants == {
             "anon": "SELECT",
             "authenticated": "SELECT",

@@ -18,8 +18,11 @@ from tests.fixtures.postgres import Database
 
 def batch(*chunk_ids: str, questions: int = 2) -> list[ChunkResult]:
     return [
-        ChunkResult.done(cid, [f"What does {cid} say about topic {n}?" for n in range(questions)],
-                         f"text of {cid}")
+        ChunkResult.done(
+            cid,
+            [f"What does {cid} say about topic {n}?" for n in range(questions)],
+            f"text of {cid}",
+        )
         for cid in chunk_ids
     ]
 
@@ -101,7 +104,9 @@ def test_concurrent_creates_one_wins(db: Database) -> None:
     assert {b.run_id for b in blocked} == {str(winner_id)}
 
 
-def test_record_batch_writes_pairs_ledger_and_counters(db: Database, store: PostgresRunStore) -> None:
+def test_record_batch_writes_pairs_ledger_and_counters(
+    db: Database, store: PostgresRunStore
+) -> None:
     run = store.create_run("ds")
     results = [*batch("c1", "c2", questions=3), ChunkResult.skipped("c3", "no usable questions")]
     after = store.record_batch(run, results, usage={"requests": 3, "prompt_tokens": 120})
@@ -111,13 +116,18 @@ def test_record_batch_writes_pairs_ledger_and_counters(db: Database, store: Post
     assert after.heartbeat_at is not None and after.heartbeat_at >= run.heartbeat_at  # type: ignore[operator]
     assert counts(db, run.id) == (6, 3)
     assert store.recorded_chunk_ids(run.id) == {"c1", "c2", "c3"}
-    ledger = dict(db.execute(
-        "select chunk_id, outcome || ':' || coalesce(reason, '') || ':' || pair_count"
-        " from deep_memory_training_chunks where training_run_id = %s", (run.id,)))
+    ledger = dict(
+        db.execute(
+            "select chunk_id, outcome || ':' || coalesce(reason, '') || ':' || pair_count"
+            " from deep_memory_training_chunks where training_run_id = %s",
+            (run.id,),
+        )
+    )
     assert ledger == {"c1": "done::3", "c2": "done::3", "c3": "skipped:no usable questions:0"}
     preview = db.execute(
         "select chunk_preview, relevance_score from deep_memory_training_pairs"
-        " where chunk_id = 'c1' limit 1")
+        " where chunk_id = 'c1' limit 1"
+    )
     assert preview == [("text of c1", 1.0)]
 
 
@@ -126,7 +136,10 @@ def test_recording_the_same_batch_twice_adds_nothing(db: Database, store: Postgr
     results = batch("c1", "c2")
     first = store.record_batch(run, results, usage={"requests": 2})
     second = store.record_batch(run, results, usage={"requests": 2})
-    assert (second.processed_chunks, second.pair_count) == (first.processed_chunks, first.pair_count)
+    assert (second.processed_chunks, second.pair_count) == (
+        first.processed_chunks,
+        first.pair_count,
+    )
     assert second.usage == {"requests": 2}
     assert counts(db, run.id) == (4, 2)
 
@@ -139,11 +152,15 @@ def test_recording_the_same_batch_twice_adds_nothing(db: Database, store: Postgr
 def test_a_batch_failing_halfway_writes_nothing(db: Database, store: PostgresRunStore) -> None:
     run = store.create_run("ds")
     store.record_batch(run, batch("c0"))
-    chunks = [{"chunk_id": "c1", "outcome": "done", "pair_count": 1},
-              {"chunk_id": "c2", "outcome": "done", "pair_count": 1}]
+    chunks = [
+        {"chunk_id": "c1", "outcome": "done", "pair_count": 1},
+        {"chunk_id": "c2", "outcome": "done", "pair_count": 1},
+    ]
     # the second pair breaks a NOT NULL after the ledger rows and first pair were inserted
-    pairs = [{"chunk_id": "c1", "question_text": "What is c1?"},
-             {"chunk_id": "c2", "question_text": None}]
+    pairs = [
+        {"chunk_id": "c1", "question_text": "What is c1?"},
+        {"chunk_id": "c2", "question_text": None},
+    ]
     with pytest.raises(psycopg.errors.NotNullViolation):
         db.execute(
             "select dmflow_record_batch(%s, 0, %s, %s, '{\"requests\": 2}')",
@@ -170,7 +187,9 @@ def test_a_batch_for_a_run_not_generating_is_refused(store: PostgresRunStore) ->
         store.record_batch(run, batch("c1"))
 
 
-def test_deleting_a_failed_run_removes_pairs_and_ledger(db: Database, store: PostgresRunStore) -> None:
+def test_deleting_a_failed_run_removes_pairs_and_ledger(
+    db: Database, store: PostgresRunStore
+) -> None:
     run = store.create_run("ds")
     run = store.record_batch(run, batch("c1", "c2"))
     failed = store.transition(run, RunStatus.GENERATING_FAILED, error_message="x")
@@ -196,7 +215,9 @@ def test_deleting_any_other_run_is_refused(
     db: Database, store: PostgresRunStore, status: RunStatus
 ) -> None:
     run = store.record_batch(store.create_run("ds"), batch("c1"))
-    db.execute("update deep_memory_training_runs set status = %s where id = %s", (status.value, run.id))
+    db.execute(
+        "update deep_memory_training_runs set status = %s where id = %s", (status.value, run.id)
+    )
     with pytest.raises(RunNotDeletable, match=f"is {status.value}; only failed runs"):
         store.delete_failed_run(run.id)
     assert counts(db, run.id) == (2, 1)
@@ -219,7 +240,9 @@ def test_completing_a_run_updates_settings(db: Database, store: PostgresRunStore
         assert done.metrics == {"recall@10": 0.5} and done.deeplake_job_id == "job-1"
         row = db.execute(
             "select last_training_run_id, last_trained_at from deep_memory_settings"
-            " where user_id is not distinct from %s", (owner,))
+            " where user_id is not distinct from %s",
+            (owner,),
+        )
         assert row == [(done.id, done.completed_at)]
 
 

@@ -40,10 +40,13 @@ def any_store(request: pytest.FixtureRequest) -> RunStore:
 # -- the wire -----------------------------------------------------------------
 
 
-def test_create_run_is_one_rpc(supabase_store: SupabaseRunStore, postgrest: PostgrestEmulator) -> None:
+def test_create_run_is_one_rpc(
+    supabase_store: SupabaseRunStore, postgrest: PostgrestEmulator
+) -> None:
     flow_run_id = uuid.uuid4()
-    run = supabase_store.create_run("hub://org/ds", params={"generator": "local"},
-                                    flow_run_id=flow_run_id)
+    run = supabase_store.create_run(
+        "hub://org/ds", params={"generator": "local"}, flow_run_id=flow_run_id
+    )
     [sent] = postgrest.requests
     assert (sent.method, sent.path) == ("POST", "/rest/v1/rpc/dmflow_create_run")
     assert sent.body == {
@@ -73,8 +76,14 @@ def test_transition_and_batch_rpc_bodies(
         "p_run_id": str(run.id),
         "p_attempt": 0,
         "p_chunks": [{"chunk_id": "c1", "outcome": "done", "reason": None, "pair_count": 1}],
-        "p_pairs": [{"question_text": "What is c1 about?", "chunk_id": "c1",
-                     "chunk_preview": "c1 text", "relevance_score": 1.0}],
+        "p_pairs": [
+            {
+                "question_text": "What is c1 about?",
+                "chunk_id": "c1",
+                "chunk_preview": "c1 text",
+                "relevance_score": 1.0,
+            }
+        ],
         "p_usage": {"requests": 1},
     }
     assert transition.path == "/rest/v1/rpc/dmflow_transition_run"
@@ -99,11 +108,22 @@ def test_reads_are_single_table_gets(
     supabase_store.recorded_chunk_ids(run.id)
     assert [(r.method, r.path, r.params) for r in postgrest.requests] == [
         ("GET", "/rest/v1/deep_memory_training_runs", {"select": "*", "id": f"eq.{run.id}"}),
-        ("GET", "/rest/v1/deep_memory_training_runs",
-         {"select": "*", "dataset": "eq.ds", "order": "created_at.desc", "limit": "7"}),
-        ("GET", "/rest/v1/deep_memory_training_chunks",
-         {"select": "chunk_id", "training_run_id": f"eq.{run.id}", "order": "chunk_id.asc",
-          "offset": "0", "limit": "1000"}),
+        (
+            "GET",
+            "/rest/v1/deep_memory_training_runs",
+            {"select": "*", "dataset": "eq.ds", "order": "created_at.desc", "limit": "7"},
+        ),
+        (
+            "GET",
+            "/rest/v1/deep_memory_training_chunks",
+            {
+                "select": "chunk_id",
+                "training_run_id": f"eq.{run.id}",
+                "order": "chunk_id.asc",
+                "offset": "0",
+                "limit": "1000",
+            },
+        ),
     ]
 
 
@@ -137,13 +157,17 @@ def test_sql_errors_become_dmflow_errors(supabase_store: SupabaseRunStore) -> No
 
 
 def test_the_anon_key_is_refused_with_advice(postgrest: PostgrestEmulator) -> None:
-    anon = SupabaseRunStore(SUPABASE_URL, SecretStr(fake_jwt("anon")), http_client=postgrest.client())
+    anon = SupabaseRunStore(
+        SUPABASE_URL, SecretStr(fake_jwt("anon")), http_client=postgrest.client()
+    )
     with pytest.raises(ConfigurationError, match="service-role key"):
         anon.create_run("ds")
     assert anon.list_runs() == []  # reading is allowed
 
 
-def test_a_broken_network_is_reported(supabase_store: SupabaseRunStore, postgrest: PostgrestEmulator) -> None:
+def test_a_broken_network_is_reported(
+    supabase_store: SupabaseRunStore, postgrest: PostgrestEmulator
+) -> None:
     postgrest.fail_next.append(httpx.ConnectError("connection refused"))
     with pytest.raises(DatabaseUnavailable, match="DMFLOW_SUPABASE_URL"):
         supabase_store.create_run("ds")
@@ -155,8 +179,10 @@ def test_a_broken_network_is_reported(supabase_store: SupabaseRunStore, postgres
 
 def test_the_run_lifecycle_through_either_adapter(any_store: RunStore, db: Database) -> None:
     run = any_store.create_run("ds")
-    results = [ChunkResult.done("c1", ["What is one?", "Why one?"], "one"),
-               ChunkResult.skipped("c2", "too short")]
+    results = [
+        ChunkResult.done("c1", ["What is one?", "Why one?"], "one"),
+        ChunkResult.skipped("c2", "too short"),
+    ]
     run = any_store.record_batch(run, results, usage={"requests": 2})
     again = any_store.record_batch(run, results, usage={"requests": 2})
     assert (again.processed_chunks, again.pair_count, again.usage) == (2, 2, {"requests": 2})
@@ -184,8 +210,10 @@ LIVE_KEY = os.environ.get("DMFLOW_LIVE_SUPABASE_KEY")
 @pytest.fixture
 def live_store() -> Iterator[SupabaseRunStore]:
     if not (LIVE_URL and LIVE_KEY):
-        pytest.skip("set DMFLOW_LIVE_SUPABASE_URL and DMFLOW_LIVE_SUPABASE_KEY (service role) "
-                    "to run against a real Supabase project with the migrations pushed")
+        pytest.skip(
+            "set DMFLOW_LIVE_SUPABASE_URL and DMFLOW_LIVE_SUPABASE_KEY (service role) "
+            "to run against a real Supabase project with the migrations pushed"
+        )
     live = SupabaseRunStore(LIVE_URL, SecretStr(LIVE_KEY))
     yield live
     live.close()

@@ -128,9 +128,7 @@ class LocalPostgres:
             )
 
     def create_database(self, name: str, template: str | None = None) -> str:
-        self._psql(
-            f'create database "{name}"' + (f' template "{template}"' if template else "")
-        )
+        self._psql(f'create database "{name}"' + (f' template "{template}"' if template else ""))
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
@@ -169,8 +167,10 @@ class LocalPostgres:
         self._run(
             [
                 str(self._bin / "initdb"),
-                "-D", str(self.data_dir),
-                "-U", _SERVER_USER,
+                "-D",
+                str(self.data_dir),
+                "-U",
+                _SERVER_USER,
                 "--auth=trust",
                 "--encoding=UTF8",
                 "--locale=C",
@@ -222,10 +222,17 @@ class LocalPostgres:
             os.chown(self.log_file, server.pw_uid, server.pw_gid)
         self._run(
             [
-                str(self._bin / "pg_ctl"), "start", "-w", "-t", "60",
-                "-D", str(self.data_dir),
-                "-l", str(self.log_file),
-                "-o", f"-p {port}",
+                str(self._bin / "pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                f"-p {port}",
             ],
             check=True,
         )

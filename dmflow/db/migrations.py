@@ -17,7 +17,9 @@ _FILE_NAME = re.compile(r"^(?P<version>\d{14})_(?P<name>[A-Za-z0-9_]+)\.sql$")
 
 _HISTORY_DDL = """
 create schema if not exists supabase_migrations;
-create table if not exists supabase_migrations.schema_migrations (version text not null primary key);
+create table if not exists supabase_migrations.schema_migrations (
+    version text not null primary key
+);
 alter table supabase_migrations.schema_migrations add column if not exists statements text[];
 alter table supabase_migrations.schema_migrations add column if not exists name text;
 """
@@ -63,7 +65,9 @@ def applied_versions(conn: psycopg.Connection) -> set[str]:
     ).fetchone()
     if not exists or not exists[0]:
         return set()
-    return {row[0] for row in conn.execute("select version from supabase_migrations.schema_migrations")}
+    return {
+        row[0] for row in conn.execute("select version from supabase_migrations.schema_migrations")
+    }
 
 
 def pending(conninfo: str, directory: Path | None = None) -> list[Migration]:

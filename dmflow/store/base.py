@@ -91,7 +91,9 @@ class RunStore(Protocol):
     def close(self) -> None: ...
 
 
-def batch_payload(results: Sequence[ChunkResult]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def batch_payload(
+    results: Sequence[ChunkResult],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The JSON arrays `dmflow_record_batch` takes: ledger rows and pairs."""
     chunks = [result.ledger_row() for result in results]
     pairs = [pair.model_dump(mode="json") for result in results for pair in result.pairs()]

@@ -25,6 +25,18 @@ from dmflow.store.base import batch_payload, error_from_database
 _RUNS = "public.deep_memory_training_runs"
 
 
+def _check_reachable(conninfo: str, timeout_s: float) -> None:
+    """Fail at once with the server's reason instead of the pool's silent retries."""
+    try:
+        psycopg.connect(conninfo, connect_timeout=max(1, int(timeout_s))).close()
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(
+            f"could not connect to the database ({reason}): check DMFLOW_DATABASE_URL "
+            "(host, port, user, password) and that the server is up"
+        ) from None
+
+
 class PostgresRunStore:
     def __init__(
         self,
@@ -33,6 +45,7 @@ class PostgresRunStore:
         max_size: int = 4,
         connect_timeout_s: float = 10.0,
     ) -> None:
+        _check_reachable(conninfo, connect_timeout_s)
         self._pool = ConnectionPool(
             conninfo,
             min_size=1,
@@ -99,8 +112,15 @@ class PostgresRunStore:
         bump = check_transition(run.status, to_status)
         return self._one(
             "select * from public.dmflow_transition_run(%s, %s, %s, %s, %s, %s, %s)",
-            (run.id, run.status.value, to_status.value, run.attempt, bump, error_message,
-             flow_run_id),
+            (
+                run.id,
+                run.status.value,
+                to_status.value,
+                run.attempt,
+                bump,
+                error_message,
+                flow_run_id,
+            ),
         )
 
     def update_progress(
@@ -113,8 +133,13 @@ class PostgresRunStore:
     ) -> TrainingRun:
         return self._one(
             "select * from public.dmflow_update_run_progress(%s, %s, %s, %s, %s)",
-            (run.id, run.attempt, total_chunks, deeplake_job_id,
-             Jsonb(dict(metrics)) if metrics is not None else None),
+            (
+                run.id,
+                run.attempt,
+                total_chunks,
+                deeplake_job_id,
+                Jsonb(dict(metrics)) if metrics is not None else None,
+            ),
         )
 
     def record_batch(

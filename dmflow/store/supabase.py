@@ -7,7 +7,7 @@ calls, or one table read, so both adapters share one set of rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import httpx
@@ -37,15 +37,17 @@ class SupabaseRunStore:
         http_client: httpx.Client | None = None,
         timeout_s: float = 30.0,
     ) -> None:
-        from supabase import create_client
         from supabase.lib.client_options import SyncClientOptions
+
+        from supabase import create_client
 
         self._http = http_client or httpx.Client(timeout=timeout_s)
         self._client = create_client(
             url,
             service_key.get_secret_value(),
-            options=SyncClientOptions(httpx_client=self._http, auto_refresh_token=False,
-                                      persist_session=False),
+            options=SyncClientOptions(
+                httpx_client=self._http, auto_refresh_token=False, persist_session=False
+            ),
         )
 
     # -- runs ----------------------------------------------------------------
@@ -78,11 +80,13 @@ class SupabaseRunStore:
 
     def find_run_by_flow_run_id(self, flow_run_id: UUID) -> TrainingRun | None:
         rows = self._call(
-            lambda: self._client.table(_RUNS)
-            .select("*")
-            .eq("flow_run_id", str(flow_run_id))
-            .execute()
-            .data
+            lambda: (
+                self._client.table(_RUNS)
+                .select("*")
+                .eq("flow_run_id", str(flow_run_id))
+                .execute()
+                .data
+            )
         )
         return TrainingRun.model_validate(rows[0]) if rows else None
 
@@ -155,19 +159,22 @@ class SupabaseRunStore:
         )
 
     def recorded_chunk_ids(self, run_id: UUID) -> set[str]:
-        found: set[str] = set()
-        start = 0
-        while True:
-            rows = self._call(
-                lambda start=start: self._client.table("deep_memory_training_chunks")
+        def page(start: int) -> list[dict[str, Any]]:
+            response = (
+                self._client.table("deep_memory_training_chunks")
                 .select("chunk_id")
                 .eq("training_run_id", str(run_id))
                 .order("chunk_id")
                 .range(start, start + _PAGE - 1)
                 .execute()
-                .data
             )
-            found.update(row["chunk_id"] for row in rows)
+            return cast(list[dict[str, Any]], response.data)
+
+        found: set[str] = set()
+        start = 0
+        while True:
+            rows = self._call(lambda: page(start))
+            found.update(str(row["chunk_id"]) for row in rows)
             if len(rows) < _PAGE:
                 return found
             start += _PAGE

@@ -1,0 +1,82 @@
+"""`dmflow` as people and scripts run it: output, JSON, exit codes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from dmflow.store.postgres import PostgresRunStore
+from tests.fixtures.cli import CliRunner, clean_env
+from tests.fixtures.postgres import Database
+
+
+def test_migrate_applies_pending_then_has_nothing_to_do(
+    dmflow: CliRunner, supabase_like_db: Database
+) -> None:
+    env = clean_env(DMFLOW_DATABASE_URL=supabase_like_db.url)
+    dry = dmflow("migrate", "--dry-run", env=env)
+    assert dry.returncode == 0 and "3 pending" in dry.stdout
+
+    first = dmflow("migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("applied  ") == 3
+    second = dmflow("migrate", env=env)
+    assert second.returncode == 0 and "0 applied now" in second.stdout
+    assert supabase_like_db.execute(
+        "select count(*) from supabase_migrations.schema_migrations"
+    ) == [(3,)]
+
+
+def test_runs_and_show_as_json_use_the_schema_column_names(
+    dmflow: CliRunner, db: Database, store: PostgresRunStore
+) -> None:
+    run = store.create_run("hub://org/docs", params={"generator": "local"})
+    env = clean_env(DMFLOW_DATABASE_URL=db.url)
+
+    listed = dmflow("runs", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    columns = {r[0] for r in db.execute(
+        "select column_name from information_schema.columns"
+        " where table_name = 'deep_memory_training_runs'")}
+    assert [row["id"] for row in rows] == [str(run.id)]
+    assert set(rows[0]) == columns
+    assert rows[0]["status"] == "generating" and rows[0]["params"] == {"generator": "local"}
+
+    shown = dmflow("show", str(run.id), "--json", env=env)
+    assert shown.returncode == 0 and json.loads(shown.stdout) == rows[0]
+
+    table = dmflow("runs", env=env)
+    assert str(run.id) in table.stdout and "generating" in table.stdout
+
+
+def test_show_of_a_missing_run_fails_with_advice(dmflow: CliRunner, db: Database) -> None:
+    result = dmflow("show", str(uuid.uuid4()), env=clean_env(DMFLOW_DATABASE_URL=db.url))
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr and "dmflow runs" in result.stderr
+
+
+def test_bad_run_id_is_a_usage_error(dmflow: CliRunner, db: Database) -> None:
+    result = dmflow("show", "not-a-uuid", env=clean_env(DMFLOW_DATABASE_URL=db.url))
+    assert result.returncode == 2
+
+
+def test_unreachable_database_is_reported(dmflow: CliRunner) -> None:
+    env = clean_env(DMFLOW_DATABASE_URL="postgresql://nobody@127.0.0.1:9/none",
+                    DMFLOW_DB_CONNECT_TIMEOUT_S="2")
+    result = dmflow("runs", env=env)
+    assert result.returncode == 1
+    assert "DMFLOW_DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_supabase_url_without_key_is_a_clear_error(dmflow: CliRunner) -> None:
+    result = dmflow("runs", env=clean_env(DMFLOW_SUPABASE_URL="https://x.supabase.co"))
+    assert result.returncode == 1 and "DMFLOW_SUPABASE_KEY" in result.stderr
+
+
+def test_demo_says_plainly_that_the_pipeline_is_not_there(dmflow: CliRunner, db: Database) -> None:
+    result = dmflow("demo", env=clean_env(DMFLOW_DATABASE_URL=db.url))
+    assert result.returncode == 1
+    assert "not built yet" in result.stderr
+    assert db.execute("select count(*) from deep_memory_training_runs") == [(0,)]

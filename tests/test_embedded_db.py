@@ -1,0 +1,83 @@
+"""With no database configured, dmflow starts its own PostgreSQL and reuses it."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dmflow.db.local_postgres import LocalPostgres
+from tests.fixtures.cli import CliRunner, clean_env
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    # Outside pytest's private tmp dir, so the `postgres` user can reach it when we are root.
+    path = Path(tempfile.mkdtemp(prefix="dmflow-embedded-"))
+    path.chmod(0o777)
+    yield path
+    server_root = path / "postgres"
+    if (server_root / "data").exists():
+        LocalPostgres(server_root).stop()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _postmaster_pid(data_dir: Path) -> str:
+    return (data_dir / "postgres" / "data" / "postmaster.pid").read_text().splitlines()[0]
+
+
+def test_embedded_database_is_started_migrated_and_reused(dmflow: CliRunner, data_dir: Path) -> None:
+    env = clean_env(DMFLOW_DATA_DIR=str(data_dir))
+    first = dmflow("runs", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "no training runs yet" in first.stdout
+    pid = _postmaster_pid(data_dir)
+    port = (data_dir / "postgres" / "port").read_text()
+
+    again = dmflow("migrate", env=env)
+    assert again.returncode == 0 and "0 applied now" in again.stdout
+    assert _postmaster_pid(data_dir) == pid  # the same server, not a second one
+    assert (data_dir / "postgres" / "port").read_text() == port
+
+
+def test_embedded_database_comes_back_after_a_stop(dmflow: CliRunner, data_dir: Path) -> None:
+    env = clean_env(DMFLOW_DATA_DIR=str(data_dir))
+    assert dmflow("runs", env=env).returncode == 0
+    LocalPostgres(data_dir / "postgres").stop()
+    result = dmflow("runs", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_embedded_database_as_a_normal_user(dmflow: CliRunner, data_dir: Path) -> None:
+    user = "postgres"  # any non-root account: this one exists wherever the binaries do
+    pwd.getpwnam(user)
+    python = os.path.realpath(sys.executable)
+    if subprocess.run(["runuser", "-u", user, "--", "test", "-x", python], check=False).returncode:
+        pytest.skip(f"{python} is not executable by {user} (it lives under a private home)")
+    owned = data_dir / "user-data"
+    owned.mkdir()
+    shutil.chown(owned, user)
+    env = clean_env(DMFLOW_DATA_DIR=str(owned))
+    result = dmflow("runs", env=env, user=user, cwd=owned)
+    assert result.returncode == 0, result.stderr
+    assert "no training runs yet" in result.stdout
+    LocalPostgres(owned / "postgres").stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hits PostgreSQL's refusal")
+def test_root_with_an_unreachable_data_dir_gets_advice(dmflow: CliRunner, tmp_path: Path) -> None:
+    private = tmp_path / "private"  # pytest's tmp dirs are 0700 and owned by root
+    private.mkdir(mode=0o700)
+    (private / "inner").mkdir()
+    result = dmflow("runs", env=clean_env(DMFLOW_DATA_DIR=str(private / "inner")))
+    assert result.returncode == 1
+    assert "DMFLOW_DATA_DIR" in result.stderr and "postgres" in result.stderr
