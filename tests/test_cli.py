@@ -36,9 +36,13 @@ def test_runs_and_show_as_json_use_the_schema_column_names(
     listed = dmflow("runs", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
-    columns = {r[0] for r in db.execute(
-        "select column_name from information_schema.columns"
-        " where table_name = 'deep_memory_training_runs'")}
+    columns = {
+        r[0]
+        for r in db.execute(
+            "select column_name from information_schema.columns"
+            " where table_name = 'deep_memory_training_runs'"
+        )
+    }
     assert [row["id"] for row in rows] == [str(run.id)]
     assert set(rows[0]) == columns
     assert rows[0]["status"] == "generating" and rows[0]["params"] == {"generator": "local"}
@@ -62,8 +66,9 @@ def test_bad_run_id_is_a_usage_error(dmflow: CliRunner, db: Database) -> None:
 
 
 def test_unreachable_database_is_reported(dmflow: CliRunner) -> None:
-    env = clean_env(DMFLOW_DATABASE_URL="postgresql://nobody@127.0.0.1:9/none",
-                    DMFLOW_DB_CONNECT_TIMEOUT_S="2")
+    env = clean_env(
+        DMFLOW_DATABASE_URL="postgresql://nobody@127.0.0.1:9/none", DMFLOW_DB_CONNECT_TIMEOUT_S="2"
+    )
     result = dmflow("runs", env=env)
     assert result.returncode == 1
     assert "DMFLOW_DATABASE_URL" in result.stderr

@@ -33,7 +33,9 @@ def _postmaster_pid(data_dir: Path) -> str:
     return (data_dir / "postgres" / "data" / "postmaster.pid").read_text().splitlines()[0]
 
 
-def test_embedded_database_is_started_migrated_and_reused(dmflow: CliRunner, data_dir: Path) -> None:
+def test_embedded_database_is_started_migrated_and_reused(
+    dmflow: CliRunner, data_dir: Path
+) -> None:
     env = clean_env(DMFLOW_DATA_DIR=str(data_dir))
     first = dmflow("runs", env=env)
     assert first.returncode == 0, first.stderr

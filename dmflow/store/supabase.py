@@ -7,6 +7,7 @@ calls, or one table read, so both adapters share one set of rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
@@ -173,7 +174,7 @@ class SupabaseRunStore:
         found: set[str] = set()
         start = 0
         while True:
-            rows = self._call(lambda: page(start))
+            rows = self._call(partial(page, start))
             found.update(str(row["chunk_id"]) for row in rows)
             if len(rows) < _PAGE:
                 return found
