@@ -1,0 +1,32 @@
+"""What every question generator promises."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dmflow.chunks import Chunk
+from dmflow.errors import DmflowError
+from dmflow.models import ChunkResult
+
+
+class GenerationFailed(DmflowError):
+    """A failure of the whole run, not of one chunk: bad key, every request failing."""
+
+
+@dataclass
+class GeneratedBatch:
+    results: list[ChunkResult]
+    """One result per input chunk, in input order: done with questions, or skipped."""
+    usage: dict[str, float] = field(default_factory=dict)
+    """Requests, tokens and estimated cost spent on this batch."""
+
+
+class QuestionGenerator(Protocol):
+    name: str
+
+    async def generate(self, chunks: Sequence[Chunk]) -> GeneratedBatch:
+        """Questions for each chunk. A chunk whose output stays unusable is skipped with
+        its reason; `GenerationFailed` only for failures of the whole run."""
+        ...

@@ -1,0 +1,114 @@
+"""One cleaning step for every generator's raw output."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+MIN_QUESTION_CHARS = 12
+MAX_QUESTION_CHARS = 300
+NEAR_DUPLICATE_JACCARD = 0.8
+MIN_COPIED_WORDS = 6
+
+_LEADER = re.compile(
+    r"""^\s*(?:
+        [-*\u2022>]+                       # bullets
+      | \(?\d{1,2}[.)\]:]                  # 1.  1)  (1)  1:
+      | (?:q(?:uestion)?\s*\d*\s*[:.)-])   # Q1:  Question 2.
+    )\s*""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_QUOTES = "\"'`\u201c\u201d\u2018\u2019"
+_WORD = re.compile(r"[a-z0-9_]+")
+_INTERROGATIVE = re.compile(
+    r"^(what|how|why|when|where|which|who|whom|whose|is|are|can|could|does|do|did|should|"
+    r"would|will|may|might|must|has|have|in what|on what|for what)\b",
+    re.IGNORECASE,
+)
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def normalise(text: str) -> str:
+    return " ".join(_words(text))
+
+
+def _strip(candidate: str) -> str:
+    text = " ".join(candidate.split())
+    previous = None
+    while previous != text:
+        previous = text
+        text = _LEADER.sub("", text).strip().strip(_QUOTES).strip()
+        text = text.rstrip(",;").strip()
+    return text
+
+
+def _as_question(text: str) -> str | None:
+    if text.endswith("?"):
+        return text
+    if text.endswith(":"):
+        return None  # a preamble ("Here are four questions:")
+    if _INTERROGATIVE.match(text):
+        return text.rstrip(".!") + "?"
+    return None
+
+
+def _copies_chunk(question: str, chunk_words: str) -> bool:
+    words = _words(question)
+    return len(words) >= MIN_COPIED_WORDS and f" {' '.join(words)} " in f" {chunk_words} "
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def clean_questions(raw: Iterable[str], chunk_text: str, *, limit: int) -> list[str]:
+    """Strip decoration, drop unusable and repeated questions, keep at most `limit`."""
+    chunk_words = normalise(chunk_text)
+    kept: list[str] = []
+    kept_words: list[set[str]] = []
+    for candidate in raw:
+        if not isinstance(candidate, str):
+            continue
+        question = _as_question(_strip(candidate))
+        if question is None or not MIN_QUESTION_CHARS <= len(question) <= MAX_QUESTION_CHARS:
+            continue
+        if _copies_chunk(question, chunk_words):
+            continue
+        words = set(_words(question))
+        if any(_jaccard(words, other) >= NEAR_DUPLICATE_JACCARD for other in kept_words):
+            continue
+        kept.append(question)
+        kept_words.append(words)
+        if len(kept) == limit:
+            break
+    return kept
+
+
+def parse_question_list(content: str) -> list[str] | None:
+    """Questions from a model's reply: a JSON array (possibly inside prose or a code
+    fence, or as {"questions": [...]}) or, failing that, question lines. None when
+    nothing in the reply looks like a question."""
+    start, end = content.find("["), content.rfind("]")
+    if start != -1 and end > start:
+        try:
+            parsed = json.loads(content[start : end + 1])
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(item, str) for item in parsed):
+            return parsed
+    try:
+        whole = json.loads(content)
+    except ValueError:
+        whole = None
+    if isinstance(whole, dict) and isinstance(whole.get("questions"), list):
+        return [q for q in whole["questions"] if isinstance(q, str)]
+    lines = [
+        line
+        for line in content.splitlines()
+        if line.strip().endswith("?") and not line.strip().startswith(("[", "{"))
+    ]
+    return lines or None

@@ -1,0 +1,107 @@
+"""An offline, deterministic question generator: no model, no network.
+
+It turns a chunk's key phrases (its most distinctive terms and term pairs) into
+keyword-style questions. They are what a user might type, and they are
+answerable by the chunk, which is what Deep Memory needs to learn from.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+
+from dmflow.chunks import Chunk
+from dmflow.generation.base import GeneratedBatch
+from dmflow.generation.cleaning import clean_questions
+from dmflow.models import ChunkResult
+
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?")
+_STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been
+    before being below between both but by can could did do does doing down during each
+    either else etc even ever every few for from further get gets given had has have having
+    he her here hers him his how however i if in into is it its itself just least less like
+    made make makes many may me might more most much must my neither no nor not now of off
+    often on once one only or other otherwise our out over own per rather same see should
+    since so some such than that the their them then there these they this those though
+    through thus to too under until up upon us use used uses using very via was we were what
+    when where whether which while who whom whose why will with within without would yet you
+    your example examples following note new two way ways value values return returns""".split()
+)
+_SINGLE = (
+    "What does the documentation say about {a}?",
+    "How is {a} used?",
+    "What is the purpose of {a}?",
+    "Which rules apply to {a}?",
+    "When would you use {a}?",
+)
+_PAIR = (
+    "How does {a} relate to {b}?",
+    "What is the difference between {a} and {b}?",
+    "How are {a} and {b} used together?",
+)
+
+
+def key_phrases(text: str, limit: int) -> list[str]:
+    tokens = _TOKEN.findall(text)
+    words = [t for t in tokens if t.lower() not in _STOPWORDS and len(t) > 2]
+    if not words:
+        return []
+    counts = Counter(w.lower() for w in words)
+    first_seen: dict[str, int] = {}
+    for index, word in enumerate(words):
+        first_seen.setdefault(word.lower(), index)
+    pairs: Counter[str] = Counter()
+    for left, right in itertools.pairwise(tokens):
+        if left.lower() != right.lower() and all(
+            t.lower() not in _STOPWORDS and len(t) > 2 for t in (left, right)
+        ):
+            pairs[f"{left.lower()} {right.lower()}"] += 1
+
+    def score(term: str) -> float:
+        code_like = any(c in term for c in "_.()")
+        early = 1.0 if first_seen.get(term.split()[0], 99) < 25 else 0.0
+        return counts.get(term, 0) * (1 + len(term) / 12) + 1.5 * code_like + early
+
+    ranked = sorted(counts, key=lambda t: (-score(t), first_seen[t]))
+    phrases = [p for p, n in pairs.most_common(3) if n > 1 or len(ranked) < 3]
+    for term in ranked:
+        if len(phrases) >= limit:
+            break
+        if not any(term in p.split() for p in phrases):
+            phrases.append(term)
+    return phrases[:limit]
+
+
+def questions_for(chunk: Chunk, count: int) -> list[str]:
+    phrases = key_phrases(chunk.text, count + 2)
+    if not phrases:
+        return []
+    offset = zlib.crc32(chunk.id.encode())  # deterministic variety across chunks
+    raw: list[str] = []
+    for index, phrase in enumerate(phrases):
+        raw.append(_SINGLE[(offset + index) % len(_SINGLE)].format(a=phrase))
+        if index + 1 < len(phrases) and index % 2 == 1:
+            raw.append(_PAIR[(offset + index) % len(_PAIR)].format(a=phrase, b=phrases[index + 1]))
+    return clean_questions(raw, chunk.text, limit=count)
+
+
+class LocalQuestionGenerator:
+    name = "local"
+
+    def __init__(self, questions_per_chunk: int = 4) -> None:
+        self.questions_per_chunk = questions_per_chunk
+
+    async def generate(self, chunks: Sequence[Chunk]) -> GeneratedBatch:
+        results = []
+        for chunk in chunks:
+            questions = questions_for(chunk, self.questions_per_chunk)
+            results.append(
+                ChunkResult.done(chunk.id, questions, chunk.text)
+                if questions
+                else ChunkResult.skipped(chunk.id, "no usable questions: too little text")
+            )
+        return GeneratedBatch(results=results, usage={"chunks": len(chunks)})

@@ -1,0 +1,223 @@
+"""Questions from any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp).
+
+Concurrency is bounded, requests and tokens are rate limited, and 429, 5xx,
+timeouts and connection errors are retried with exponential backoff that
+honours `Retry-After`. The openai client's own retries are off so every
+attempt is counted and paced here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from pydantic import SecretStr
+
+from dmflow.chunks import Chunk
+from dmflow.generation.base import GeneratedBatch, GenerationFailed
+from dmflow.generation.cleaning import clean_questions, parse_question_list
+from dmflow.generation.ratelimit import RateLimiter
+from dmflow.models import ChunkResult
+
+MAX_PASSAGE_CHARS = 8000
+
+SYSTEM_PROMPT = (
+    "You write search questions for a retrieval system. Given a passage, write {n} distinct "
+    "questions that the passage answers. Each question must be specific, self-contained and "
+    "answerable from the passage alone; do not copy sentences from it. Reply with a JSON array "
+    "of strings and nothing else."
+)
+
+
+@dataclass(frozen=True)
+class OpenAIGeneratorConfig:
+    model: str
+    api_key: SecretStr
+    base_url: str | None = None
+    questions_per_chunk: int = 4
+    concurrency: int = 8
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    timeout_s: float = 60.0
+    max_attempts: int = 5
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    max_output_tokens: int = 400
+    cost_per_1k_prompt_tokens: float = 0.0
+    cost_per_1k_completion_tokens: float = 0.0
+
+
+class _Transient(Exception):
+    """One attempt failed in a way worth retrying."""
+
+    def __init__(self, description: str, retry_after: float | None) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Outcome:
+    result: ChunkResult
+    request_failed: bool = False
+    """The chunk was given up because its requests failed (not because of its content)."""
+
+
+def _retry_after(response: Any) -> float | None:
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    if value := headers.get("retry-after-ms"):
+        try:
+            return float(value) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, float(parsed.timestamp()) - time.time()) if parsed else None
+
+
+class OpenAIQuestionGenerator:
+    name = "openai"
+
+    def __init__(
+        self, config: OpenAIGeneratorConfig, *, client: openai.AsyncOpenAI | None = None
+    ) -> None:
+        self.config = config
+        self._client = client or openai.AsyncOpenAI(
+            api_key=config.api_key.get_secret_value(),
+            base_url=config.base_url,
+            timeout=config.timeout_s,
+            max_retries=0,
+        )
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
+        self._usage: dict[str, float] = {}
+
+    async def generate(self, chunks: Sequence[Chunk]) -> GeneratedBatch:
+        usage: dict[str, float] = {}
+        outcomes = await asyncio.gather(*(self._one(chunk, usage) for chunk in chunks))
+        failed = [o for o in outcomes if o.request_failed]
+        if failed and len(failed) == len(outcomes):
+            raise GenerationFailed(
+                f"every request of a batch of {len(outcomes)} chunk(s) failed; last reason: "
+                f"{failed[-1].result.reason}. Check the endpoint (DMFLOW_LLM_BASE_URL) and its "
+                "limits, then recover the run"
+            )
+        return GeneratedBatch(results=[o.result for o in outcomes], usage=usage)
+
+    async def _one(self, chunk: Chunk, usage: dict[str, float]) -> _Outcome:
+        config = self.config
+        passage = chunk.text[:MAX_PASSAGE_CHARS]
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT.format(n=config.questions_per_chunk)},
+            {"role": "user", "content": passage},
+        ]
+        estimated_tokens = (len(passage) + len(messages[0]["content"])) // 4
+        estimated_tokens += config.max_output_tokens
+        last_problem = "no attempt made"
+        for attempt in range(config.max_attempts):
+            try:
+                content = await self._request(messages, estimated_tokens, usage)
+            except _Transient as problem:
+                last_problem = str(problem)
+                if attempt + 1 < config.max_attempts:
+                    await asyncio.sleep(self._delay(attempt, problem.retry_after))
+                    _add(usage, "retries", 1)
+                continue
+            except openai.BadRequestError as exc:
+                # Refused for this chunk only (too long for the context, say): no retry helps.
+                return _Outcome(ChunkResult.skipped(chunk.id, f"request refused: {_brief(exc)}"))
+            raw = parse_question_list(content or "")
+            questions = clean_questions(raw or [], chunk.text, limit=config.questions_per_chunk)
+            if questions:
+                return _Outcome(ChunkResult.done(chunk.id, questions, chunk.text))
+            last_problem = "malformed output" if raw is None else "no usable questions in output"
+            if attempt + 1 < config.max_attempts:
+                _add(usage, "retries", 1)
+                continue
+            return _Outcome(
+                ChunkResult.skipped(chunk.id, f"{last_problem} after {config.max_attempts} tries")
+            )
+        return _Outcome(
+            ChunkResult.skipped(
+                chunk.id, f"request failed {config.max_attempts} times: {last_problem}"
+            ),
+            request_failed=True,
+        )
+
+    async def _request(
+        self, messages: list[dict[str, str]], estimated_tokens: int, usage: dict[str, float]
+    ) -> str | None:
+        async with self._slots:
+            await self._limiter.acquire(estimated_tokens)
+            _add(usage, "requests", 1)
+            try:
+                response = await self._client.chat.completions.create(
+                    model=self.config.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    max_tokens=self.config.max_output_tokens,
+                    temperature=0.3,
+                )
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+                raise GenerationFailed(
+                    f"the LLM endpoint refused the API key ({exc.status_code}): check "
+                    "DMFLOW_LLM_API_KEY"
+                ) from None
+            except openai.NotFoundError:
+                raise GenerationFailed(
+                    f"the LLM endpoint has no model {self.config.model!r} (404): check "
+                    "DMFLOW_LLM_MODEL and DMFLOW_LLM_BASE_URL"
+                ) from None
+            except openai.RateLimitError as exc:
+                _add(usage, "rate_limited", 1)
+                raise _Transient(
+                    f"429 rate limited: {_brief(exc)}", _retry_after(exc.response)
+                ) from None
+            except openai.APITimeoutError:
+                raise _Transient(f"timed out after {self.config.timeout_s:g} s", None) from None
+            except openai.APIConnectionError as exc:
+                raise _Transient(f"connection failed: {_brief(exc)}", None) from None
+            except openai.APIStatusError as exc:
+                if exc.status_code >= 500 or exc.status_code in (408, 409):
+                    raise _Transient(
+                        f"{exc.status_code} from the endpoint: {_brief(exc)}",
+                        _retry_after(exc.response),
+                    ) from None
+                raise
+        if response.usage is not None:
+            prompt, completion = response.usage.prompt_tokens, response.usage.completion_tokens
+            _add(usage, "prompt_tokens", prompt)
+            _add(usage, "completion_tokens", completion)
+            _add(
+                usage,
+                "cost_usd",
+                prompt / 1000 * self.config.cost_per_1k_prompt_tokens
+                + completion / 1000 * self.config.cost_per_1k_completion_tokens,
+            )
+        return response.choices[0].message.content if response.choices else None
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.config.backoff_max_s)
+        backoff: float = min(self.config.backoff_max_s, self.config.backoff_base_s * 2.0**attempt)
+        return backoff * (0.5 + random.random() / 2)  # jitter spreads a burst of retries
+
+
+def _add(usage: dict[str, float], key: str, amount: float) -> None:
+    usage[key] = usage.get(key, 0) + amount
+
+
+def _brief(exc: Exception) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    return " ".join(str(text).split())[:200]
