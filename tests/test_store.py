@@ -256,3 +256,32 @@ def test_list_runs_newest_first(store: PostgresRunStore) -> None:
 def test_get_missing_run(store: PostgresRunStore) -> None:
     with pytest.raises(RunNotFound, match="dmflow runs"):
         store.get_run(uuid.uuid4())
+
+
+def test_max_pairs_is_never_exceeded(db: Database, store: PostgresRunStore) -> None:
+    run = store.create_run("ds")
+    run = store.record_batch(run, batch("c1", "c2", questions=4), max_pairs=10)
+    assert run.pair_count == 8
+    # 2 pairs of room left: c3 keeps 2 of its 4 questions, c4 and c5 stay unrecorded
+    run = store.record_batch(
+        run, [*batch("c3", "c4", questions=4), ChunkResult.skipped("c5", "empty")], max_pairs=10
+    )
+    assert (run.pair_count, run.processed_chunks) == (10, 3)
+    assert store.recorded_chunk_ids(run.id) == {"c1", "c2", "c3"}
+    assert db.execute(
+        "select pair_count from deep_memory_training_chunks where chunk_id = 'c3'"
+    ) == [(2,)]
+    assert db.execute(
+        "select question_text from deep_memory_training_pairs where chunk_id = 'c3'"
+        " order by question_text"
+    ) == [("What does c3 say about topic 0?",), ("What does c3 say about topic 1?",)]
+    # at the cap nothing more is taken, not even skipped chunks
+    run = store.record_batch(run, [ChunkResult.skipped("c6", "empty")], max_pairs=10)
+    assert (run.pair_count, run.processed_chunks) == (10, 3)
+
+
+def test_progress_sets_fields_and_merges_params(store: PostgresRunStore) -> None:
+    run = store.create_run("ds", params={"generator": "local", "max_pairs": 10})
+    run = store.update_progress(run, total_chunks=42, params_patch={"max_pairs_reached": True})
+    assert run.total_chunks == 42
+    assert run.params == {"generator": "local", "max_pairs": 10, "max_pairs_reached": True}

@@ -66,8 +66,10 @@ class RunStore(Protocol):
         total_chunks: int | None = None,
         deeplake_job_id: str | None = None,
         metrics: Mapping[str, Any] | None = None,
+        params_patch: Mapping[str, Any] | None = None,
     ) -> TrainingRun:
-        """Refresh the heartbeat of an active run and set the given fields."""
+        """Refresh the heartbeat of an active run and set the given fields
+        (`params_patch` is merged into `params`)."""
         ...
 
     def record_batch(
@@ -75,10 +77,14 @@ class RunStore(Protocol):
         run: TrainingRun,
         results: Sequence[ChunkResult],
         usage: Mapping[str, float] | None = None,
+        *,
+        max_pairs: int | None = None,
     ) -> TrainingRun:
         """Write a batch's ledger rows, pairs, counters, usage and heartbeat atomically.
 
         Chunks already in the ledger are ignored, so a replayed batch adds nothing.
+        With `max_pairs` the run never exceeds that many pairs: results past the cap
+        stay unrecorded and the last one that fits may keep only some of its questions.
         """
         ...
 

@@ -130,15 +130,17 @@ class PostgresRunStore:
         total_chunks: int | None = None,
         deeplake_job_id: str | None = None,
         metrics: Mapping[str, Any] | None = None,
+        params_patch: Mapping[str, Any] | None = None,
     ) -> TrainingRun:
         return self._one(
-            "select * from public.dmflow_update_run_progress(%s, %s, %s, %s, %s)",
+            "select * from public.dmflow_update_run_progress(%s, %s, %s, %s, %s, %s)",
             (
                 run.id,
                 run.attempt,
                 total_chunks,
                 deeplake_job_id,
                 Jsonb(dict(metrics)) if metrics is not None else None,
+                Jsonb(dict(params_patch)) if params_patch is not None else None,
             ),
         )
 
@@ -147,11 +149,20 @@ class PostgresRunStore:
         run: TrainingRun,
         results: Sequence[ChunkResult],
         usage: Mapping[str, float] | None = None,
+        *,
+        max_pairs: int | None = None,
     ) -> TrainingRun:
         chunks, pairs = batch_payload(results)
         return self._one(
-            "select * from public.dmflow_record_batch(%s, %s, %s, %s, %s)",
-            (run.id, run.attempt, Jsonb(chunks), Jsonb(pairs), Jsonb(dict(usage or {}))),
+            "select * from public.dmflow_record_batch(%s, %s, %s, %s, %s, %s)",
+            (
+                run.id,
+                run.attempt,
+                Jsonb(chunks),
+                Jsonb(pairs),
+                Jsonb(dict(usage or {})),
+                max_pairs,
+            ),
         )
 
     def recorded_chunk_ids(self, run_id: UUID) -> set[str]:

@@ -129,6 +129,7 @@ class SupabaseRunStore:
         total_chunks: int | None = None,
         deeplake_job_id: str | None = None,
         metrics: Mapping[str, Any] | None = None,
+        params_patch: Mapping[str, Any] | None = None,
     ) -> TrainingRun:
         return self._rpc(
             "dmflow_update_run_progress",
@@ -138,6 +139,7 @@ class SupabaseRunStore:
                 "p_total_chunks": total_chunks,
                 "p_deeplake_job_id": deeplake_job_id,
                 "p_metrics": dict(metrics) if metrics is not None else None,
+                "p_params_patch": dict(params_patch) if params_patch is not None else None,
             },
         )
 
@@ -146,6 +148,8 @@ class SupabaseRunStore:
         run: TrainingRun,
         results: Sequence[ChunkResult],
         usage: Mapping[str, float] | None = None,
+        *,
+        max_pairs: int | None = None,
     ) -> TrainingRun:
         chunks, pairs = batch_payload(results)
         return self._rpc(
@@ -156,6 +160,7 @@ class SupabaseRunStore:
                 "p_chunks": chunks,
                 "p_pairs": pairs,
                 "p_usage": dict(usage or {}),
+                "p_max_pairs": max_pairs,
             },
         )
 

@@ -221,7 +221,8 @@ create or replace function public.dmflow_update_run_progress(
     p_attempt integer,
     p_total_chunks integer default null,
     p_deeplake_job_id text default null,
-    p_metrics jsonb default null
+    p_metrics jsonb default null,
+    p_params_patch jsonb default null
 )
 returns public.deep_memory_training_runs
 language plpgsql
@@ -234,7 +235,8 @@ begin
     set heartbeat_at = now(),
         total_chunks = coalesce(p_total_chunks, total_chunks),
         deeplake_job_id = coalesce(p_deeplake_job_id, deeplake_job_id),
-        metrics = coalesce(p_metrics, metrics)
+        metrics = coalesce(p_metrics, metrics),
+        params = params || coalesce(p_params_patch, '{}'::jsonb)
     where id = p_run_id and attempt = p_attempt and status in ('generating', 'training')
     returning * into touched;
     if not found then
@@ -263,12 +265,17 @@ $$;
 -- One batch of generation results in one transaction: ledger rows, their
 -- pairs, counters, usage and heartbeat. Chunks already in the ledger are
 -- ignored with their pairs, so replaying a batch adds nothing.
+--
+-- With p_max_pairs, the run never holds more pairs than that: chunks are taken
+-- in batch order while pairs remain under the cap, the last one taken keeps
+-- only the questions that fit, and the chunks after it stay unrecorded.
 create or replace function public.dmflow_record_batch(
     p_run_id uuid,
     p_attempt integer,
     p_chunks jsonb,
     p_pairs jsonb,
-    p_usage jsonb default '{}'::jsonb
+    p_usage jsonb default '{}'::jsonb,
+    p_max_pairs integer default null
 )
 returns public.deep_memory_training_runs
 language plpgsql
@@ -276,6 +283,7 @@ set search_path = ''
 as $$
 declare
     run public.deep_memory_training_runs;
+    room bigint;
     new_chunk_count integer;
     new_pair_count integer;
 begin
@@ -294,25 +302,49 @@ begin
         raise exception 'every pair of a batch must belong to one of its chunks'
             using errcode = 'DMV01';
     end if;
+    room := coalesce(p_max_pairs::bigint - run.pair_count, 9223372036854775807);
 
-    with new_chunks as (
+    with input_chunks as (
+        select c.chunk_id, c.outcome, c.reason, coalesce(c.pair_count, 0) as pair_count,
+               c.position
+        from rows from (jsonb_to_recordset(p_chunks)
+                        as (chunk_id text, outcome text, reason text, pair_count integer))
+             with ordinality as c (chunk_id, outcome, reason, pair_count, position)
+        where not exists (select 1 from public.deep_memory_training_chunks l
+                          where l.training_run_id = p_run_id and l.chunk_id = c.chunk_id)
+    ),
+    fitting as (
+        select i.*, least(i.pair_count, room - i.pairs_before) as kept_pairs
+        from (select input_chunks.*,
+                     coalesce(sum(pair_count) over (order by position
+                              rows between unbounded preceding and 1 preceding), 0)
+                         as pairs_before
+              from input_chunks) as i
+        where i.pairs_before < room
+    ),
+    new_chunks as (
         insert into public.deep_memory_training_chunks
             (training_run_id, chunk_id, outcome, reason, pair_count)
-        select p_run_id, c.chunk_id, c.outcome, c.reason, coalesce(c.pair_count, 0)
-        from jsonb_to_recordset(p_chunks)
-            as c (chunk_id text, outcome text, reason text, pair_count integer)
+        select p_run_id, chunk_id, outcome, reason, kept_pairs
+        from fitting
         on conflict (training_run_id, chunk_id) do nothing
-        returning chunk_id
+        returning chunk_id, pair_count
+    ),
+    input_pairs as (
+        select p.*, row_number() over (partition by p.chunk_id order by p.position) as rank
+        from rows from (jsonb_to_recordset(p_pairs)
+                        as (question_text text, chunk_id text, chunk_preview text,
+                            relevance_score double precision))
+             with ordinality as p (question_text, chunk_id, chunk_preview, relevance_score,
+                                   position)
     ),
     new_pairs as (
         insert into public.deep_memory_training_pairs
             (training_run_id, question_text, chunk_id, chunk_preview, relevance_score)
         select p_run_id, p.question_text, p.chunk_id, p.chunk_preview,
                coalesce(p.relevance_score, 1.0)
-        from jsonb_to_recordset(p_pairs)
-            as p (question_text text, chunk_id text, chunk_preview text,
-                  relevance_score double precision)
-        where p.chunk_id in (select chunk_id from new_chunks)
+        from input_pairs p
+        join new_chunks n on n.chunk_id = p.chunk_id and p.rank <= n.pair_count
         on conflict (training_run_id, chunk_id, question_hash) do nothing
         returning 1
     )
@@ -362,9 +394,9 @@ revoke execute on function
     public.dmflow_raise_missing_or_moved(uuid),
     public.dmflow_create_run(text, uuid, jsonb, uuid),
     public.dmflow_transition_run(uuid, text, text, integer, boolean, text, uuid),
-    public.dmflow_update_run_progress(uuid, integer, integer, text, jsonb),
+    public.dmflow_update_run_progress(uuid, integer, integer, text, jsonb, jsonb),
     public.dmflow_jsonb_sum(jsonb, jsonb),
-    public.dmflow_record_batch(uuid, integer, jsonb, jsonb, jsonb),
+    public.dmflow_record_batch(uuid, integer, jsonb, jsonb, jsonb, integer),
     public.dmflow_delete_failed_run(uuid),
     public.dmflow_set_updated_at()
 from public;
@@ -381,8 +413,8 @@ begin
         execute 'grant execute on function
             public.dmflow_create_run(text, uuid, jsonb, uuid),
             public.dmflow_transition_run(uuid, text, text, integer, boolean, text, uuid),
-            public.dmflow_update_run_progress(uuid, integer, integer, text, jsonb),
-            public.dmflow_record_batch(uuid, integer, jsonb, jsonb, jsonb),
+            public.dmflow_update_run_progress(uuid, integer, integer, text, jsonb, jsonb),
+            public.dmflow_record_batch(uuid, integer, jsonb, jsonb, jsonb, integer),
             public.dmflow_delete_failed_run(uuid),
             public.dmflow_raise_missing_or_moved(uuid),
             public.dmflow_jsonb_sum(jsonb, jsonb)
@@ -397,8 +429,8 @@ begin
         execute 'revoke execute on function
             public.dmflow_create_run(text, uuid, jsonb, uuid),
             public.dmflow_transition_run(uuid, text, text, integer, boolean, text, uuid),
-            public.dmflow_update_run_progress(uuid, integer, integer, text, jsonb),
-            public.dmflow_record_batch(uuid, integer, jsonb, jsonb, jsonb),
+            public.dmflow_update_run_progress(uuid, integer, integer, text, jsonb, jsonb),
+            public.dmflow_record_batch(uuid, integer, jsonb, jsonb, jsonb, integer),
             public.dmflow_delete_failed_run(uuid),
             public.dmflow_raise_missing_or_moved(uuid),
             public.dmflow_jsonb_sum(jsonb, jsonb),
