@@ -132,3 +132,7 @@ class DeepLakeChunkSource:
                 pending = pending[batch_size:]
         if pending:
             yield pending
+
+
+def open_chunk_source(dataset: str, token: SecretStr | None = None) -> DeepLakeChunkSource:
+    return DeepLakeChunkSource(dataset, token=token)

@@ -7,24 +7,27 @@ training queries. Import it only through `import_deeplake()`.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import time
 from pathlib import Path
 from types import ModuleType
 
-_PINNED = "3.9.52"
-
 
 def _seed_version_check_cache() -> None:
-    # deeplake skips the PyPI request while this cache is less than a day old.
+    # deeplake skips the PyPI request while this cache is less than a day old, and
+    # warns when it names a newer version: we pin 3.9 on purpose (Deep Memory).
     cache = Path("~/.activeloop/pypi_version.json").expanduser()
+    installed = importlib.metadata.version("deeplake")
     try:
-        if cache.is_file() and time.time() - json.loads(cache.read_text())[1] < 12 * 3600:
-            return
+        if cache.is_file():
+            cached_version, saved_at = json.loads(cache.read_text())
+            if cached_version == installed and time.time() - saved_at < 12 * 3600:
+                return
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps([_PINNED, time.time()]))
-    except (OSError, ValueError, IndexError, TypeError):
+        cache.write_text(json.dumps([installed, time.time()]))
+    except (OSError, ValueError, TypeError):
         pass  # an unwritable home only costs the 2 s check
 
 

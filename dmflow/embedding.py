@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import zlib
@@ -43,7 +44,7 @@ class HashingEmbedder:
         for row, text in enumerate(texts):
             words = _WORD.findall(text.lower())
             features = Counter(words)
-            features.update(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))
+            features.update(f"{a} {b}" for a, b in itertools.pairwise(words))
             for feature, count in features.items():
                 digest = zlib.crc32(feature.encode())
                 sign = 1.0 if digest & 0x80000000 else -1.0

@@ -29,7 +29,34 @@ class Settings(BaseSettings):
     db_pool_max_size: int = Field(default=4, ge=1, le=64)
     db_connect_timeout_s: float = Field(default=10.0, gt=0)
 
-    @field_validator("database_url", "supabase_url", "supabase_key", mode="before")
+    activeloop_token: SecretStr | None = None
+    """Token for `hub://` datasets and Activeloop Deep Memory."""
+
+    llm_base_url: str | None = None
+    """OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server...); unset: OpenAI."""
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key: SecretStr | None = None
+    llm_concurrency: int = Field(default=8, ge=1, le=512)
+    """Requests in flight at once."""
+    llm_requests_per_minute: float | None = Field(default=None, gt=0)
+    llm_tokens_per_minute: float | None = Field(default=None, gt=0)
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_max_attempts: int = Field(default=5, ge=1, le=20)
+    llm_cost_per_1k_prompt_tokens: float = Field(default=0.0, ge=0)
+    llm_cost_per_1k_completion_tokens: float = Field(default=0.0, ge=0)
+
+    generation_batches_in_flight: int = Field(default=4, ge=1, le=64)
+    """Batches of chunks being generated at once (each batch is one Prefect task)."""
+
+    @field_validator(
+        "database_url",
+        "supabase_url",
+        "supabase_key",
+        "activeloop_token",
+        "llm_base_url",
+        "llm_api_key",
+        mode="before",
+    )
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         # `DMFLOW_DATABASE_URL=` in a shell or .env must not mean "connect to ''".

@@ -5,4 +5,10 @@ import os
 # Keep every test offline and quiet, whatever the developer's environment says.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.cli"]
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.cli",
+    "tests.fixtures.datasets",
+    "tests.fixtures.llm_server",
+    "tests.fixtures.prefect",
+]

@@ -90,6 +90,10 @@ class RunStore(Protocol):
 
     def recorded_chunk_ids(self, run_id: UUID) -> set[str]: ...
 
+    def skipped_reasons(self, run_id: UUID) -> dict[str, int]:
+        """How many chunks of the run were skipped, by reason."""
+        ...
+
     def delete_failed_run(self, run_id: UUID) -> TrainingRun:
         """Delete a failed run with its pairs and ledger; `RunNotDeletable` otherwise."""
         ...

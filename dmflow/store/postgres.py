@@ -174,6 +174,14 @@ class PostgresRunStore:
             )
             return {row[0] for row in cur}
 
+    def skipped_reasons(self, run_id: UUID) -> dict[str, int]:
+        rows = self._rows(
+            "select reason, count(*) as chunks from public.deep_memory_training_chunks"
+            " where training_run_id = %s and outcome = 'skipped' group by reason",
+            (run_id,),
+        )
+        return {row["reason"]: int(row["chunks"]) for row in rows}
+
     def delete_failed_run(self, run_id: UUID) -> TrainingRun:
         return self._one("select * from public.dmflow_delete_failed_run(%s)", (run_id,))
 

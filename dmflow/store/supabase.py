@@ -6,6 +6,7 @@ calls, or one table read, so both adapters share one set of rules.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar, cast
@@ -165,24 +166,36 @@ class SupabaseRunStore:
         )
 
     def recorded_chunk_ids(self, run_id: UUID) -> set[str]:
+        rows = self._ledger_rows(run_id, "chunk_id")
+        return {str(row["chunk_id"]) for row in rows}
+
+    def skipped_reasons(self, run_id: UUID) -> dict[str, int]:
+        rows = self._ledger_rows(run_id, "reason", ("outcome", "skipped"))
+        return dict(Counter(str(row["reason"]) for row in rows))
+
+    def _ledger_rows(
+        self, run_id: UUID, columns: str, *filters: tuple[str, str]
+    ) -> list[dict[str, Any]]:
+        """Every matching ledger row, page by page (PostgREST caps a response's rows)."""
+
         def page(start: int) -> list[dict[str, Any]]:
-            response = (
+            request = (
                 self._client.table("deep_memory_training_chunks")
-                .select("chunk_id")
+                .select(columns)
                 .eq("training_run_id", str(run_id))
-                .order("chunk_id")
-                .range(start, start + _PAGE - 1)
-                .execute()
             )
+            for column, value in filters:
+                request = request.eq(column, value)
+            response = request.order("chunk_id").range(start, start + _PAGE - 1).execute()
             return cast(list[dict[str, Any]], response.data)
 
-        found: set[str] = set()
+        rows: list[dict[str, Any]] = []
         start = 0
         while True:
-            rows = self._call(partial(page, start))
-            found.update(str(row["chunk_id"]) for row in rows)
-            if len(rows) < _PAGE:
-                return found
+            fetched = self._call(partial(page, start))
+            rows.extend(fetched)
+            if len(fetched) < _PAGE:
+                return rows
             start += _PAGE
 
     def delete_failed_run(self, run_id: UUID) -> TrainingRun:

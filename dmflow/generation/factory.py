@@ -1,0 +1,35 @@
+"""Build the question generator a run asks for from its params and the settings."""
+
+from __future__ import annotations
+
+from dmflow.errors import ConfigurationError
+from dmflow.generation.base import QuestionGenerator
+from dmflow.generation.local import LocalQuestionGenerator
+from dmflow.generation.openai_compatible import OpenAIGeneratorConfig, OpenAIQuestionGenerator
+from dmflow.params import GenerationParams
+from dmflow.settings import Settings
+
+
+def build_generator(params: GenerationParams, settings: Settings) -> QuestionGenerator:
+    if params.generator == "local":
+        return LocalQuestionGenerator(params.questions_per_chunk)
+    if settings.llm_api_key is None:
+        raise ConfigurationError(
+            "the openai generator needs an API key: set DMFLOW_LLM_API_KEY (and "
+            "DMFLOW_LLM_BASE_URL for a non-OpenAI endpoint), or use --generator local"
+        )
+    return OpenAIQuestionGenerator(
+        OpenAIGeneratorConfig(
+            model=params.model or settings.llm_model,
+            api_key=settings.llm_api_key,
+            base_url=settings.llm_base_url,
+            questions_per_chunk=params.questions_per_chunk,
+            concurrency=settings.llm_concurrency,
+            requests_per_minute=settings.llm_requests_per_minute,
+            tokens_per_minute=settings.llm_tokens_per_minute,
+            timeout_s=settings.llm_timeout_s,
+            max_attempts=settings.llm_max_attempts,
+            cost_per_1k_prompt_tokens=settings.llm_cost_per_1k_prompt_tokens,
+            cost_per_1k_completion_tokens=settings.llm_cost_per_1k_completion_tokens,
+        )
+    )

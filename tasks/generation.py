@@ -1,0 +1,47 @@
+"""Generation tasks: one task run per batch of chunks, never per chunk."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from dmflow.chunks import Chunk
+from dmflow.errors import DatabaseUnavailable
+from dmflow.generation.base import GeneratedBatch, QuestionGenerator
+from dmflow.models import TrainingRun
+from dmflow.store.base import RunStore
+
+
+def _database_blip(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a write only when the database could not be reached; a fenced or refused
+    write (another attempt owns the run) must fail at once."""
+    return isinstance(state.result(raise_on_failure=False), DatabaseUnavailable)
+
+
+# The generator retries each request itself (with Retry-After), so a failure
+# reaching this task is run-wide: retrying the whole batch would only repeat it.
+@task(name="generate-questions", task_run_name="generate-{label}", cache_policy=NO_CACHE)
+async def generate_questions(
+    generator: QuestionGenerator, chunks: list[Chunk], label: str
+) -> GeneratedBatch:
+    return await generator.generate(chunks)
+
+
+@task(
+    name="record-batch",
+    task_run_name="record-{label}",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=[1, 5, 15],
+    retry_condition_fn=_database_blip,
+)
+async def record_batch(
+    store: RunStore, run: TrainingRun, batch: GeneratedBatch, max_pairs: int, label: str
+) -> TrainingRun:
+    """Pairs, ledger rows, counters, usage and heartbeat in one transaction; replay-safe."""
+    return await asyncio.to_thread(
+        store.record_batch, run, batch.results, batch.usage, max_pairs=max_pairs
+    )

@@ -1,0 +1,77 @@
+"""Reading chunks from real local DeepLake datasets, and refusing bad ones clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dmflow.chunks import ChunkSourceError, DeepLakeChunkSource
+from tests.fixtures.datasets import MakeDataset
+
+ROWS = [(f"c{n}", f"text of chunk {n}") for n in range(10)]
+
+
+def test_streams_every_chunk_in_batches(make_dataset: MakeDataset) -> None:
+    source = DeepLakeChunkSource(make_dataset(ROWS), read_window=3)
+    assert source.total == 10
+    batches = list(source.batches(4))
+    assert [len(b) for b in batches] == [4, 4, 2]
+    assert [c for b in batches for c in b] == [(i, t) for i, t in ROWS]
+
+
+def test_skips_recorded_chunks_and_keeps_batches_full(make_dataset: MakeDataset) -> None:
+    source = DeepLakeChunkSource(make_dataset(ROWS), read_window=3)
+    done = {"c0", "c1", "c2", "c5"}
+    batches = list(source.batches(4, skip=done))
+    assert [len(b) for b in batches] == [4, 2]
+    assert [c.id for b in batches for c in b] == ["c3", "c4", "c6", "c7", "c8", "c9"]
+    assert list(source.batches(4, skip={i for i, _ in ROWS})) == []
+
+
+def test_sample_corpus_is_real_documentation(sample_texts: dict[str, str]) -> None:
+    assert len(sample_texts) > 300
+    words = [len(text.split()) for text in sample_texts.values()]
+    assert sum(words) > 60_000
+    assert sum(1 for w in words if 100 <= w <= 300) / len(words) > 0.9
+    assert any("for" in text and "iterable" in text for text in sample_texts.values())
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(ChunkSourceError, match="no DeepLake dataset at .*check the path"):
+        DeepLakeChunkSource(str(tmp_path / "nope"))
+
+
+def test_not_a_deeplake_dataset(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "notes.txt").write_text("hello")
+    with pytest.raises(ChunkSourceError, match="no DeepLake dataset"):
+        DeepLakeChunkSource(str(tmp_path / "folder"))
+
+
+@pytest.mark.parametrize(
+    ("tensors", "missing"), [(("id", "embedding"), "'text'"), (("text", "embedding"), "'id'")]
+)
+def test_missing_tensors(make_dataset: MakeDataset, tensors: tuple[str, ...], missing: str) -> None:
+    with pytest.raises(ChunkSourceError, match=f"has no {missing} tensor"):
+        DeepLakeChunkSource(make_dataset(ROWS, tensors=tensors))
+
+
+def test_empty_dataset(make_dataset: MakeDataset) -> None:
+    with pytest.raises(ChunkSourceError, match="is empty"):
+        DeepLakeChunkSource(make_dataset([]))
+
+
+def test_empty_ids(make_dataset: MakeDataset) -> None:
+    with pytest.raises(ChunkSourceError, match="1 chunk.s. with an empty id .first at row 2"):
+        DeepLakeChunkSource(make_dataset([("a", "x"), ("b", "y"), ("  ", "z")]))
+
+
+def test_duplicate_ids(make_dataset: MakeDataset) -> None:
+    with pytest.raises(ChunkSourceError, match="1 duplicate chunk id.*'a'"):
+        DeepLakeChunkSource(make_dataset([("a", "x"), ("b", "y"), ("a", "z")]))
+
+
+def test_hub_dataset_without_token() -> None:
+    with pytest.raises(ChunkSourceError, match="DMFLOW_ACTIVELOOP_TOKEN"):
+        DeepLakeChunkSource("hub://org/dataset")

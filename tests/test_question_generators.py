@@ -1,0 +1,227 @@
+"""Question cleaning and both generators; the OpenAI one against the local test server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from pydantic import SecretStr
+
+from dmflow.chunks import Chunk
+from dmflow.generation.base import GenerationFailed
+from dmflow.generation.cleaning import clean_questions, parse_question_list
+from dmflow.generation.local import LocalQuestionGenerator
+from dmflow.generation.openai_compatible import OpenAIGeneratorConfig, OpenAIQuestionGenerator
+from dmflow.models import ChunkOutcome
+from tests.fixtures import llm_server as scripts
+from tests.fixtures.llm_server import LLMServer, Reply
+
+TEXT = (
+    "The for statement is used to iterate over the elements of a sequence such as a string, "
+    "tuple or list, or other iterable object. The expression list is evaluated once and "
+    "should yield an iterable object. An iterator is created for the result."
+)
+CHUNKS = [
+    Chunk(f"c{n}", f"Chunk number {n} discusses topic{n} keyword{n}. {TEXT}") for n in range(6)
+]
+
+
+def openai_generator(server: LLMServer, **overrides: object) -> OpenAIQuestionGenerator:
+    config = OpenAIGeneratorConfig(
+        model="test-model",
+        api_key=SecretStr("sk-test"),
+        base_url=server.url,
+        **{"timeout_s": 2.0, "backoff_base_s": 0.01, "max_attempts": 4, **overrides},  # type: ignore[arg-type]
+    )
+    return OpenAIQuestionGenerator(config)
+
+
+# -- cleaning -----------------------------------------------------------------
+
+
+def test_cleaning_strips_decoration() -> None:
+    raw = [
+        '1. "What is the for statement?"',
+        "- How is an iterator created?",
+        "Q3: Why is the expression list evaluated once",
+        "Here are the questions:",
+    ]
+    assert clean_questions(raw, TEXT, limit=10) == [
+        "What is the for statement?",
+        "How is an iterator created?",
+        "Why is the expression list evaluated once?",
+    ]
+
+
+def test_cleaning_drops_bad_and_repeated_questions() -> None:
+    copied = "The expression list is evaluated once and should yield an iterable object?"
+    raw = [
+        "What?",
+        "x" * 400 + "?",
+        "What is the for statement?",
+        "what is the FOR statement ?",
+        "When is the expression list evaluated?",
+        copied,
+        "",
+        "The sky is blue.",
+    ]
+    assert clean_questions(raw, TEXT, limit=10) == [
+        "What is the for statement?",
+        "When is the expression list evaluated?",
+    ]
+
+
+def test_cleaning_keeps_at_most_the_limit() -> None:
+    raw = [f"What does section {n} of the text explain?" for n in range(10)]
+    assert len(clean_questions(raw, TEXT, limit=3)) == 3
+
+
+def test_parsing_model_replies() -> None:
+    assert parse_question_list('["What is A?", "What is B?"]') == ["What is A?", "What is B?"]
+    assert parse_question_list('```json\n["What is A?"]\n```') == ["What is A?"]
+    assert parse_question_list('{"questions": ["What is A?"]}') == ["What is A?"]
+    assert parse_question_list("Sure:\n1. What is A?\n2. What is B?") == [
+        "1. What is A?",
+        "2. What is B?",
+    ]
+    assert parse_question_list('["What is A?", "What is') is None
+    assert parse_question_list("I cannot help with that.") is None
+
+
+# -- local --------------------------------------------------------------------
+
+
+def test_local_generator_is_deterministic_and_offline(sample_texts: dict[str, str]) -> None:
+    chunks = [Chunk(i, t) for i, t in list(sample_texts.items())[:50]]
+    first = asyncio.run(LocalQuestionGenerator(4).generate(chunks))
+    second = asyncio.run(LocalQuestionGenerator(4).generate(chunks))
+    assert first.results == second.results
+    done = [r for r in first.results if r.outcome is ChunkOutcome.DONE]
+    assert len(done) == len(chunks)
+    assert all(3 <= len(r.questions) <= 4 for r in done)
+    assert all(q.endswith("?") for r in done for q in r.questions)
+
+
+def test_local_generator_skips_chunks_without_text() -> None:
+    batch = asyncio.run(LocalQuestionGenerator(4).generate([Chunk("e", "  "), Chunk("s", "a b")]))
+    assert [(r.outcome, r.reason) for r in batch.results] == [
+        (ChunkOutcome.SKIPPED, "no usable questions: too little text")
+    ] * 2
+
+
+# -- openai-compatible against the test server --------------------------------
+
+
+def test_valid_json(llm_server: LLMServer) -> None:
+    batch = asyncio.run(openai_generator(llm_server).generate(CHUNKS))
+    assert all(r.outcome is ChunkOutcome.DONE and len(r.questions) == 4 for r in batch.results)
+    assert batch.usage["requests"] == len(CHUNKS)
+    assert batch.usage["prompt_tokens"] > 0 and batch.usage["completion_tokens"] > 0
+    assert all(llm_server.requests_for(c.text) == 1 for c in CHUNKS)
+
+
+def test_prose_with_a_preamble(llm_server: LLMServer) -> None:
+    llm_server.script = scripts.with_preamble
+    batch = asyncio.run(openai_generator(llm_server).generate(CHUNKS[:2]))
+    assert batch.results[0].questions[0] == "What does the passage explain about chunk?"
+    assert all(llm_server.requests_for(c.text) == 1 for c in CHUNKS[:2])
+
+
+def test_malformed_json_is_retried_then_skipped(llm_server: LLMServer) -> None:
+    llm_server.script = scripts.malformed
+    batch = asyncio.run(openai_generator(llm_server, max_attempts=3).generate(CHUNKS[:2]))
+    assert [r.reason for r in batch.results] == ["malformed output after 3 tries"] * 2
+    assert all(llm_server.requests_for(c.text) == 3 for c in CHUNKS[:2])
+
+
+def test_malformed_then_valid(llm_server: LLMServer) -> None:
+    llm_server.script = lambda text, n: (
+        scripts.malformed(text, n) if n == 1 else scripts.valid_json(text, n)
+    )
+    batch = asyncio.run(openai_generator(llm_server).generate(CHUNKS[:1]))
+    assert batch.results[0].outcome is ChunkOutcome.DONE
+    assert batch.usage["retries"] == 1
+
+
+def test_duplicates_are_folded(llm_server: LLMServer) -> None:
+    llm_server.script = scripts.duplicates
+    batch = asyncio.run(openai_generator(llm_server).generate(CHUNKS[:1]))
+    assert batch.results[0].questions == ("What does the passage explain about chunk?",)
+
+
+def test_429_honours_retry_after(llm_server: LLMServer) -> None:
+    llm_server.script = scripts.rate_limited_first(2, retry_after_s=0.3)
+    started = time.monotonic()
+    batch = asyncio.run(openai_generator(llm_server).generate(CHUNKS[:1]))
+    elapsed = time.monotonic() - started
+    assert batch.results[0].outcome is ChunkOutcome.DONE
+    assert llm_server.requests_for(CHUNKS[0].text) == 3
+    assert batch.usage["rate_limited"] == 2
+    assert elapsed >= 0.6  # waited as told, not the 0.01 s backoff
+
+
+def test_500_is_retried(llm_server: LLMServer) -> None:
+    llm_server.script = scripts.server_error_first(2)
+    batch = asyncio.run(openai_generator(llm_server).generate(CHUNKS[:3]))
+    assert all(r.outcome is ChunkOutcome.DONE for r in batch.results)
+    assert all(llm_server.requests_for(c.text) == 3 for c in CHUNKS[:3])
+
+
+def test_slow_responses_time_out_and_are_retried(llm_server: LLMServer) -> None:
+    llm_server.script = scripts.slow_first(1, delay_s=1.5)
+    batch = asyncio.run(openai_generator(llm_server, timeout_s=0.5).generate(CHUNKS[:2]))
+    assert all(r.outcome is ChunkOutcome.DONE for r in batch.results)
+    assert all(llm_server.requests_for(c.text) == 2 for c in CHUNKS[:2])
+
+
+def test_one_chunk_always_failing_is_skipped_not_fatal(llm_server: LLMServer) -> None:
+    bad = CHUNKS[0].text
+    llm_server.script = lambda text, n: (
+        Reply(500, "{}") if text == bad else scripts.valid_json(text, n)
+    )
+    batch = asyncio.run(openai_generator(llm_server, max_attempts=2).generate(CHUNKS[:3]))
+    assert batch.results[0].outcome is ChunkOutcome.SKIPPED
+    assert (
+        batch.results[0].reason is not None
+        and "request failed 2 times: 500" in batch.results[0].reason
+    )
+    assert all(r.outcome is ChunkOutcome.DONE for r in batch.results[1:])
+
+
+def test_every_request_failing_fails_the_run(llm_server: LLMServer) -> None:
+    llm_server.script = lambda text, n: Reply(503, "{}")
+    with pytest.raises(GenerationFailed, match="every request"):
+        asyncio.run(openai_generator(llm_server, max_attempts=2).generate(CHUNKS[:3]))
+
+
+def test_bad_api_key_fails_the_run_at_once(llm_server: LLMServer) -> None:
+    llm_server.script = scripts.unauthorized
+    with pytest.raises(GenerationFailed, match="DMFLOW_LLM_API_KEY"):
+        asyncio.run(openai_generator(llm_server).generate(CHUNKS[:3]))
+    assert llm_server.total_requests <= 3  # no retries of a refused key
+
+
+def test_concurrency_is_bounded(llm_server: LLMServer) -> None:
+    llm_server.latency_s = 0.2
+    generator = openai_generator(llm_server, concurrency=3)
+    started = time.monotonic()
+    asyncio.run(generator.generate(CHUNKS))  # 6 requests, 3 at a time: two rounds
+    assert time.monotonic() - started >= 0.4
+
+
+def test_requests_per_minute_are_limited(llm_server: LLMServer) -> None:
+    # 60/min -> 1/s with a 5 s burst: the 6th request must wait about a second
+    generator = openai_generator(llm_server, requests_per_minute=60, concurrency=10)
+    started = time.monotonic()
+    asyncio.run(generator.generate(CHUNKS))
+    assert time.monotonic() - started >= 0.8
+
+
+def test_usage_cost_estimate(llm_server: LLMServer) -> None:
+    generator = openai_generator(
+        llm_server, cost_per_1k_prompt_tokens=1.0, cost_per_1k_completion_tokens=2.0
+    )
+    usage = asyncio.run(generator.generate(CHUNKS[:2])).usage
+    expected = usage["prompt_tokens"] / 1000 + 2 * usage["completion_tokens"] / 1000
+    assert usage["cost_usd"] == pytest.approx(expected)
