@@ -38,7 +38,7 @@ def test_sample_corpus_is_real_documentation(sample_texts: dict[str, str]) -> No
 
 
 def test_missing_path(tmp_path: Path) -> None:
-    with pytest.raises(ChunkSourceError, match="no DeepLake dataset at .*check the path"):
+    with pytest.raises(ChunkSourceError, match=r"no DeepLake dataset at .*check the path"):
         DeepLakeChunkSource(str(tmp_path / "nope"))
 
 
@@ -63,12 +63,12 @@ def test_empty_dataset(make_dataset: MakeDataset) -> None:
 
 
 def test_empty_ids(make_dataset: MakeDataset) -> None:
-    with pytest.raises(ChunkSourceError, match="1 chunk.s. with an empty id .first at row 2"):
+    with pytest.raises(ChunkSourceError, match=r"1 chunk\(s\) with an empty id \(first at row 2"):
         DeepLakeChunkSource(make_dataset([("a", "x"), ("b", "y"), ("  ", "z")]))
 
 
 def test_duplicate_ids(make_dataset: MakeDataset) -> None:
-    with pytest.raises(ChunkSourceError, match="1 duplicate chunk id.*'a'"):
+    with pytest.raises(ChunkSourceError, match=r"1 duplicate chunk id.*'a'"):
         DeepLakeChunkSource(make_dataset([("a", "x"), ("b", "y"), ("a", "z")]))
 
 
