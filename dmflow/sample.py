@@ -113,9 +113,15 @@ def _docstring_chunks() -> Iterator[SampleChunk]:
 
 
 def sample_chunks(*, large: bool = False) -> Iterator[SampleChunk]:
-    yield from _topic_chunks()
-    if large:
-        yield from _docstring_chunks()
+    # Several topics repeat the same section; a retrieval corpus with identical
+    # chunks under two ids has no single right answer, so keep the first.
+    seen: set[str] = set()
+    sources = [_topic_chunks(), _docstring_chunks()] if large else [_topic_chunks()]
+    for source in sources:
+        for chunk in source:
+            if chunk.text not in seen:
+                seen.add(chunk.text)
+                yield chunk
 
 
 def build_sample_dataset(

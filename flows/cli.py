@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
@@ -137,6 +138,21 @@ def show(run_id: UUID, as_json: JsonOption = False) -> None:
         )
         table.add_row(f"[bold]{column}[/bold]", shown)
     out.print(table)
+
+
+@app.command()
+def sample(
+    path: Annotated[Path, typer.Argument(help="Directory to write the DeepLake dataset to.")],
+    large: Annotated[
+        bool, typer.Option("--large", help="Also the standard library's docstrings.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what is there.")] = False,
+) -> None:
+    """Build a local sample DeepLake dataset from Python's own documentation (offline)."""
+    from dmflow.sample import build_sample_dataset
+
+    written = build_sample_dataset(path, large=large, overwrite=overwrite)
+    out.print(f"wrote {written} chunks to {path.expanduser().resolve()}")
 
 
 @app.command()

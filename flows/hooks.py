@@ -24,7 +24,9 @@ Hook = FlowStateHook[..., Any]
 def error_text(state: Any) -> str:
     """The exception behind a final state, as `Type: message`, else the state's message."""
     try:
-        result = state.result(raise_on_failure=False)
+        # _sync: hooks of async flows run inside the event loop, where result() would
+        # otherwise hand back a coroutine.
+        result = state.result(raise_on_failure=False, _sync=True)
     except Exception:  # a missing result must not hide the failure
         result = None
     if isinstance(result, BaseException):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 from dmflow.store.postgres import PostgresRunStore
 from tests.fixtures.cli import CliRunner, clean_env
@@ -85,3 +86,20 @@ def test_demo_says_plainly_that_the_pipeline_is_not_there(dmflow: CliRunner, db:
     assert result.returncode == 1
     assert "not built yet" in result.stderr
     assert db.execute("select count(*) from deep_memory_training_runs") == [(0,)]
+
+
+def test_sample_builds_a_dataset_and_refuses_to_overwrite(
+    dmflow: CliRunner, tmp_path: Path
+) -> None:
+    target = tmp_path / "corpus"
+    result = dmflow("sample", str(target))
+    assert result.returncode == 0, result.stderr
+    written = int(result.stdout.split()[1])
+    assert written > 300
+    from dmflow.chunks import DeepLakeChunkSource
+
+    assert DeepLakeChunkSource(str(target)).total == written
+
+    again = dmflow("sample", str(target))
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+    assert dmflow("sample", str(target), "--overwrite").returncode == 0

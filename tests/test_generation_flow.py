@@ -1,0 +1,197 @@
+"""The generation subflow end to end: real DeepLake, real Postgres, real Prefect."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dmflow.chunks import Chunk
+from dmflow.generation.local import LocalQuestionGenerator
+from dmflow.status import RunStatus
+from dmflow.store.postgres import PostgresRunStore
+from flows.generation import generate_training_data
+from tests.fixtures import llm_server as scripts
+from tests.fixtures.llm_server import LLMServer
+from tests.fixtures.postgres import Database
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def env(
+    monkeypatch: pytest.MonkeyPatch, db: Database, prefect_api_url: str, llm_server: LLMServer
+) -> dict[str, str]:
+    values = {
+        "DMFLOW_DATABASE_URL": db.url,
+        "DMFLOW_LLM_BASE_URL": llm_server.url,
+        "DMFLOW_LLM_API_KEY": "sk-test",
+        "DMFLOW_LLM_TIMEOUT_S": "5",
+        "DMFLOW_LLM_MAX_ATTEMPTS": "3",
+        "PREFECT_API_URL": prefect_api_url,
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def ledger_stats(db: Database, run_id: object) -> tuple[int, int, int]:
+    """(ledger rows, distinct ledger chunks, pairs whose (chunk, question) repeats)."""
+    rows, distinct = db.execute(
+        "select count(*), count(distinct chunk_id) from deep_memory_training_chunks"
+        " where training_run_id = %s",
+        (run_id,),
+    )[0]
+    repeated = db.execute(
+        "select count(*) from (select chunk_id, question_text from deep_memory_training_pairs"
+        " where training_run_id = %s group by 1, 2 having count(*) > 1) d",
+        (run_id,),
+    )[0][0]
+    return rows, distinct, repeated
+
+
+def test_local_generation_end_to_end(
+    env: dict[str, str],
+    store: PostgresRunStore,
+    db: Database,
+    sample_dataset: str,
+    sample_texts: dict[str, str],
+) -> None:
+    run = store.create_run(sample_dataset, params={"generator": "local"})
+    summary = asyncio.run(generate_training_data(run.id))
+
+    done = store.get_run(run.id)
+    assert done.status is RunStatus.GENERATED
+    assert done.total_chunks == done.processed_chunks == len(sample_texts)
+    pairs = db.execute("select count(*) from deep_memory_training_pairs")[0][0]
+    assert done.pair_count == pairs == summary["pairs"]
+    assert 3 * len(sample_texts) <= pairs <= 4 * len(sample_texts)
+    assert ledger_stats(db, run.id) == (len(sample_texts), len(sample_texts), 0)
+    assert done.heartbeat_at is not None
+
+
+def test_openai_generation_end_to_end(
+    env: dict[str, str],
+    store: PostgresRunStore,
+    sample_dataset: str,
+    sample_texts: dict[str, str],
+    llm_server: LLMServer,
+) -> None:
+    run = store.create_run(sample_dataset, params={"generator": "openai", "batch_size": 32})
+    asyncio.run(generate_training_data(run.id))
+    done = store.get_run(run.id)
+    assert done.status is RunStatus.GENERATED
+    assert done.processed_chunks == len(sample_texts)
+    assert done.usage["requests"] == len(sample_texts) == llm_server.total_requests
+    assert done.usage["prompt_tokens"] > 0
+    assert all(llm_server.requests_for(text) == 1 for text in sample_texts.values())
+
+
+def test_generation_stops_at_max_pairs(
+    env: dict[str, str], store: PostgresRunStore, sample_dataset: str
+) -> None:
+    run = store.create_run(
+        sample_dataset, params={"generator": "local", "max_pairs": 50, "batch_size": 8}
+    )
+    summary = asyncio.run(generate_training_data(run.id))
+    done = store.get_run(run.id)
+    assert (done.status, done.pair_count) == (RunStatus.GENERATED, 50)
+    assert done.params["max_pairs_reached"] is True and summary["max_pairs_reached"]
+    assert done.processed_chunks < done.total_chunks
+
+
+def test_resume_skips_recorded_chunks(
+    env: dict[str, str],
+    store: PostgresRunStore,
+    db: Database,
+    sample_dataset: str,
+    sample_texts: dict[str, str],
+    llm_server: LLMServer,
+) -> None:
+    run = store.create_run(sample_dataset, params={"generator": "openai"})
+    first = [Chunk(i, t) for i, t in list(sample_texts.items())[:100]]
+    batch = asyncio.run(LocalQuestionGenerator().generate(first))
+    run = store.record_batch(run, batch.results, batch.usage)
+
+    asyncio.run(generate_training_data(run.id))
+
+    done = store.get_run(run.id)
+    assert done.processed_chunks == done.total_chunks == len(sample_texts)
+    assert all(llm_server.requests_for(c.text) == 0 for c in first)
+    assert llm_server.total_requests == len(sample_texts) - len(first)
+    assert ledger_stats(db, run.id) == (len(sample_texts), len(sample_texts), 0)
+
+
+def test_a_bad_key_marks_the_run_generating_failed(
+    env: dict[str, str], store: PostgresRunStore, sample_dataset: str, llm_server: LLMServer
+) -> None:
+    llm_server.script = scripts.unauthorized
+    run = store.create_run(sample_dataset, params={"generator": "openai"})
+    with pytest.raises(Exception, match="DMFLOW_LLM_API_KEY"):
+        asyncio.run(generate_training_data(run.id))
+    failed = store.get_run(run.id)
+    assert failed.status is RunStatus.GENERATING_FAILED
+    assert failed.error_message is not None
+    assert "GenerationFailed" in failed.error_message and "API key" in failed.error_message
+
+
+def test_a_missing_dataset_marks_the_run_generating_failed(
+    env: dict[str, str], store: PostgresRunStore, tmp_path: Path
+) -> None:
+    run = store.create_run(str(tmp_path / "missing"), params={"generator": "local"})
+    with pytest.raises(Exception, match="no DeepLake dataset"):
+        asyncio.run(generate_training_data(run.id))
+    failed = store.get_run(run.id)
+    assert failed.status is RunStatus.GENERATING_FAILED
+    assert failed.error_message is not None and "no DeepLake dataset" in failed.error_message
+
+
+def test_sigkill_midway_then_resume_repeats_nothing(
+    env: dict[str, str],
+    store: PostgresRunStore,
+    db: Database,
+    sample_dataset: str,
+    sample_texts: dict[str, str],
+    llm_server: LLMServer,
+) -> None:
+    llm_server.latency_s = 0.05
+    run = store.create_run(sample_dataset, params={"generator": "openai", "batch_size": 16})
+    worker_env = {**os.environ, **env, "DMFLOW_LLM_CONCURRENCY": "4"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tests.fixtures.generation_worker", str(run.id)],
+        cwd=ROOT,
+        env=worker_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while store.get_run(run.id).processed_chunks < len(sample_texts) // 2:
+            assert worker.poll() is None, worker.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the worker made no progress"
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    killed = store.get_run(run.id)
+    assert killed.status is RunStatus.GENERATING  # no hook runs after SIGKILL
+    assert 0 < killed.processed_chunks < len(sample_texts)
+    recorded_before = store.recorded_chunk_ids(run.id)
+    llm_server.reset()
+
+    asyncio.run(generate_training_data(run.id))
+
+    done = store.get_run(run.id)
+    assert done.status is RunStatus.GENERATED
+    assert done.processed_chunks == len(sample_texts)
+    assert ledger_stats(db, run.id) == (len(sample_texts), len(sample_texts), 0)
+    assert sum(llm_server.requests_for(sample_texts[c]) for c in recorded_before) == 0
+    assert llm_server.total_requests == len(sample_texts) - len(recorded_before)
