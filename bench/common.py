@@ -1,0 +1,67 @@
+"""Shared set-up for the benchmarks: a throwaway PostgreSQL, datasets, Prefect."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from dmflow.db.local_postgres import LocalPostgres
+from dmflow.db.migrations import apply_migrations
+from dmflow.deeplake_support import import_deeplake
+from dmflow.embedding import HashingEmbedder
+from dmflow.sample import sample_chunks
+
+
+@contextmanager
+def bench_environment() -> Iterator[Path]:
+    """A temp dir with a migrated PostgreSQL; DMFLOW_DATABASE_URL and PREFECT_HOME set."""
+    root = Path(tempfile.mkdtemp(prefix="dmflow-bench-"))
+    root.chmod(0o777)
+    server = LocalPostgres(root / "postgres", durable=False)
+    url = server.ensure_running()
+    apply_migrations(url)
+    os.environ["DMFLOW_DATABASE_URL"] = url
+    os.environ.setdefault("PREFECT_HOME", str(root / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    try:
+        yield root
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def synthetic_dataset(path: Path, chunks: int) -> Path:
+    """`chunks` real documentation chunks (the large sample corpus, cycled with new ids)."""
+    deeplake = import_deeplake()
+    from deeplake.constants import DEFAULT_VECTORSTORE_TENSORS
+
+    corpus = [c.text for c in sample_chunks(large=True)]
+    embedder = HashingEmbedder()
+    dataset = deeplake.empty(str(path), overwrite=True, verbose=False)
+    with dataset:
+        for spec in DEFAULT_VECTORSTORE_TENSORS:
+            dataset.create_tensor(**dict(spec))
+        for start in range(0, chunks, 1000):
+            stop = min(chunks, start + 1000)
+            texts = [f"[part {n}] {corpus[n % len(corpus)]}" for n in range(start, stop)]
+            dataset.extend(
+                {
+                    "id": [f"chunk-{n:06d}" for n in range(start, stop)],
+                    "text": texts,
+                    "metadata": [{} for _ in texts],
+                    "embedding": np.asarray(embedder.embed(texts), np.float32),
+                }
+            )
+    return path
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
