@@ -10,32 +10,37 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
+# Prefect reads its settings once, at import: set them before anything imports it.
+_PREFECT_HOME = Path(tempfile.mkdtemp(prefix="dmflow-bench-prefect-"))
+os.environ.setdefault("PREFECT_HOME", str(_PREFECT_HOME))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from dmflow.db.local_postgres import LocalPostgres
-from dmflow.db.migrations import apply_migrations
-from dmflow.deeplake_support import import_deeplake
-from dmflow.embedding import HashingEmbedder
-from dmflow.sample import sample_chunks
+import numpy as np  # noqa: E402
+
+from dmflow.db.local_postgres import LocalPostgres  # noqa: E402
+from dmflow.db.migrations import apply_migrations  # noqa: E402
+from dmflow.deeplake_support import import_deeplake  # noqa: E402
+from dmflow.embedding import HashingEmbedder  # noqa: E402
+from dmflow.sample import sample_chunks  # noqa: E402
 
 
 @contextmanager
 def bench_environment() -> Iterator[Path]:
-    """A temp dir with a migrated PostgreSQL; DMFLOW_DATABASE_URL and PREFECT_HOME set."""
+    """A temp dir with a migrated PostgreSQL, DMFLOW_DATABASE_URL pointing at it."""
     root = Path(tempfile.mkdtemp(prefix="dmflow-bench-"))
     root.chmod(0o777)
     server = LocalPostgres(root / "postgres", durable=False)
     url = server.ensure_running()
     apply_migrations(url)
     os.environ["DMFLOW_DATABASE_URL"] = url
-    os.environ.setdefault("PREFECT_HOME", str(root / "prefect"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     try:
         yield root
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
 
 
 def synthetic_dataset(path: Path, chunks: int) -> Path:

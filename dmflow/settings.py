@@ -45,8 +45,9 @@ class Settings(BaseSettings):
     llm_cost_per_1k_prompt_tokens: float = Field(default=0.0, ge=0)
     llm_cost_per_1k_completion_tokens: float = Field(default=0.0, ge=0)
 
-    generation_batches_in_flight: int = Field(default=4, ge=1, le=64)
-    """Batches of chunks being generated at once (each batch is one Prefect task)."""
+    generation_batches_in_flight: int = Field(default=2, ge=1, le=64)
+    """Batches generated at once. Two keep a slow LLM busy while a batch is recorded;
+    more only add to what a crash can lose (the batches in flight are redone)."""
 
     @field_validator(
         "database_url",

@@ -30,7 +30,7 @@ from dmflow.settings import Settings
 from dmflow.status import Phase, RunStatus
 from dmflow.store.base import RunStore
 from flows.hooks import phase_failure_hook
-from tasks.generation import generate_questions, record_batch
+from tasks.generation import generate_batch
 
 HEARTBEAT_EVERY_S = 20.0
 PROGRESS_EVERY_S = 1.0
@@ -127,10 +127,6 @@ async def _generate(run: TrainingRun, store: RunStore, settings: Settings) -> di
                     progress_id, 100.0 * latest.processed_chunks / max(1, source.total)
                 )
 
-    async def one_batch(chunks: list[Chunk], label: str) -> TrainingRun:
-        batch = await generate_questions(generator, chunks, label)
-        return await record_batch(store, run, batch, params.max_pairs, label)
-
     batches: Iterator[list[Chunk]] = source.batches(params.batch_size, skip=recorded)
     try:
         index = 0
@@ -139,7 +135,12 @@ async def _generate(run: TrainingRun, store: RunStore, settings: Settings) -> di
             if chunks is None:
                 break
             index += 1
-            in_flight.add(asyncio.create_task(one_batch(chunks, f"{index}-{chunks[0].id}")))
+            label = f"{index}-{chunks[0].id}"
+            in_flight.add(
+                asyncio.create_task(
+                    generate_batch(generator, store, run, chunks, params.max_pairs, label)
+                )
+            )
             await settle(settings.generation_batches_in_flight)
         await settle(0)
     except BaseException:

@@ -106,7 +106,16 @@ def batch_payload(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The JSON arrays `dmflow_record_batch` takes: ledger rows and pairs."""
     chunks = [result.ledger_row() for result in results]
-    pairs = [pair.model_dump(mode="json") for result in results for pair in result.pairs()]
+    pairs = [
+        {
+            "question_text": question,
+            "chunk_id": result.chunk_id,
+            "chunk_preview": result.chunk_preview,
+            "relevance_score": 1.0,
+        }
+        for result in results
+        for question in result.questions
+    ]
     return chunks, pairs
 
 

@@ -1,0 +1,77 @@
+"""Benchmark c: kill generation at about 50 % with SIGKILL, resume, count the redo.
+
+Reports generator requests per chunk over both processes. Target: at most
+1 + one batch (the batches in flight at the kill are the only work redone).
+
+    uv run python -m bench.recovery_redo
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CHUNKS = 2_000
+BATCH = 64
+
+
+def main() -> None:
+    from bench.common import bench_environment, synthetic_dataset
+    from tests.fixtures.llm_server import start_llm_server
+
+    server, httpd = start_llm_server()
+    server.latency_s = 0.02
+    os.environ.update(
+        DMFLOW_LLM_BASE_URL=server.url, DMFLOW_LLM_API_KEY="sk-bench", DMFLOW_LLM_CONCURRENCY="16"
+    )
+    from dmflow.database import open_store
+    from dmflow.settings import Settings
+    from flows.generation import generate_training_data
+
+    with bench_environment() as root:
+        dataset = synthetic_dataset(root / "dataset", CHUNKS)
+        store = open_store(Settings())
+        run = store.create_run(
+            str(dataset),
+            params={"generator": "openai", "max_pairs": 10**9, "batch_size": BATCH},
+        )
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tests.fixtures.generation_worker", str(run.id)],
+            cwd=Path(__file__).parent.parent,
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        while store.get_run(run.id).processed_chunks < CHUNKS // 2:
+            if worker.poll() is not None:
+                raise SystemExit("the worker ended before reaching 50 %")
+            time.sleep(0.02)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        at_kill = store.get_run(run.id).processed_chunks
+        requests_before_resume = server.total_requests
+        asyncio.run(generate_training_data(run.id))
+        done = store.get_run(run.id)
+        store.close()
+    httpd.shutdown()
+    redone = server.total_requests - CHUNKS
+    print("benchmark c: SIGKILL at ~50 %, then resume")
+    print(
+        f"  killed at {at_kill}/{CHUNKS} chunks recorded ({requests_before_resume} requests "
+        f"sent); after resume {done.processed_chunks}/{CHUNKS} recorded, "
+        f"{server.total_requests} requests in all"
+    )
+    print(
+        f"  requests per chunk: {server.total_requests / CHUNKS:.3f} "
+        f"(redone: {redone} = {redone / BATCH:.2f} batches of {BATCH}; "
+        f"target <= {1 + BATCH / CHUNKS:.3f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
