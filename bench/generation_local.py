@@ -31,9 +31,7 @@ def measure(chunks: int) -> dict[str, float]:
         # The first flow call starts Prefect's temporary server: keep it out of the figure.
         asyncio.run(generate_training_data(store.create_run(str(warmup)).id))
         rss_before = peak_rss_mib()
-        run = store.create_run(
-            str(dataset), params={"generator": "local", "max_pairs": 10**9, **EXTRA}
-        )
+        run = store.create_run(str(dataset), params={"generator": "local", "max_pairs": 10**9})
         cpu_before = time.process_time()
         started = time.perf_counter()
         asyncio.run(generate_training_data(run.id))
