@@ -230,3 +230,16 @@ def test_live_supabase_lifecycle(live_store: SupabaseRunStore) -> None:
         run = live_store.transition(run, RunStatus.GENERATING_FAILED, error_message="live test")
     finally:
         live_store.delete_failed_run(run.id)
+
+
+def test_pairs_are_read_in_pages_through_either_adapter(any_store: RunStore) -> None:
+    run = any_store.create_run("ds")
+    results = [
+        ChunkResult.done(f"c{n:03d}", [f"What is item {n} about?", f"Why item {n}?"], f"text {n}")
+        for n in range(25)
+    ]
+    any_store.record_batch(run, results)
+    pages = list(any_store.iter_pairs(run.id, page_size=20))
+    assert [len(p) for p in pages] == [20, 20, 10]
+    seen = {(p.chunk_id, p.question_text) for page in pages for p in page}
+    assert len(seen) == 50 and ("c007", "Why item 7?") in seen

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -15,7 +15,7 @@ from dmflow.errors import (
     RunNotDeletable,
     RunNotFound,
 )
-from dmflow.models import ChunkResult, TrainingRun
+from dmflow.models import ChunkResult, TrainingPair, TrainingRun
 from dmflow.status import RunStatus
 
 
@@ -89,6 +89,10 @@ class RunStore(Protocol):
         ...
 
     def recorded_chunk_ids(self, run_id: UUID) -> set[str]: ...
+
+    def iter_pairs(self, run_id: UUID, page_size: int = 5000) -> Iterator[list[TrainingPair]]:
+        """The run's pairs, a page at a time (keyset pagination: stable while rows change)."""
+        ...
 
     def skipped_reasons(self, run_id: UUID) -> dict[str, int]:
         """How many chunks of the run were skipped, by reason."""

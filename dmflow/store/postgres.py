@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from dmflow.errors import DatabaseUnavailable, RunNotFound
-from dmflow.models import ChunkResult, TrainingRun
+from dmflow.models import ChunkResult, TrainingPair, TrainingRun
 from dmflow.status import RunStatus, check_transition
 from dmflow.store.base import batch_payload, error_from_database
 
@@ -173,6 +173,20 @@ class PostgresRunStore:
                 (run_id,),
             )
             return {row[0] for row in cur}
+
+    def iter_pairs(self, run_id: UUID, page_size: int = 5000) -> Iterator[list[TrainingPair]]:
+        after = UUID(int=0)
+        while True:
+            rows = self._rows(
+                "select id, question_text, chunk_id, chunk_preview, relevance_score"
+                " from public.deep_memory_training_pairs"
+                " where training_run_id = %s and id > %s order by id limit %s",
+                (run_id, after, page_size),
+            )
+            if not rows:
+                return
+            yield [TrainingPair.model_validate(row) for row in rows]
+            after = rows[-1]["id"]
 
     def skipped_reasons(self, run_id: UUID) -> dict[str, int]:
         rows = self._rows(

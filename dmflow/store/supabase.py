@@ -7,7 +7,7 @@ calls, or one table read, so both adapters share one set of rules.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar, cast
 from uuid import UUID
@@ -16,7 +16,7 @@ import httpx
 from pydantic import SecretStr
 
 from dmflow.errors import ConfigurationError, DatabaseUnavailable, RunNotFound
-from dmflow.models import ChunkResult, TrainingRun
+from dmflow.models import ChunkResult, TrainingPair, TrainingRun
 from dmflow.status import RunStatus, check_transition
 from dmflow.store.base import batch_payload, error_from_database
 
@@ -168,6 +168,24 @@ class SupabaseRunStore:
     def recorded_chunk_ids(self, run_id: UUID) -> set[str]:
         rows = self._ledger_rows(run_id, "chunk_id")
         return {str(row["chunk_id"]) for row in rows}
+
+    def iter_pairs(self, run_id: UUID, page_size: int = _PAGE) -> Iterator[list[TrainingPair]]:
+        def page(after: str) -> list[dict[str, Any]]:
+            response = (
+                self._client.table("deep_memory_training_pairs")
+                .select("id,question_text,chunk_id,chunk_preview,relevance_score")
+                .eq("training_run_id", str(run_id))
+                .gt("id", after)
+                .order("id")
+                .limit(min(page_size, _PAGE))
+                .execute()
+            )
+            return cast(list[dict[str, Any]], response.data)
+
+        after = str(UUID(int=0))
+        while rows := self._call(partial(page, after)):
+            yield [TrainingPair.model_validate(row) for row in rows]
+            after = str(rows[-1]["id"])
 
     def skipped_reasons(self, run_id: UUID) -> dict[str, int]:
         rows = self._ledger_rows(run_id, "reason", ("outcome", "skipped"))

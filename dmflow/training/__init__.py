@@ -1,0 +1,1 @@
+"""Deep Memory training: the trainer protocol, the local adapter trainer, evaluation."""

@@ -1,0 +1,57 @@
+"""What every Deep Memory trainer promises: a job that can be submitted, polled, cancelled."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from dmflow.errors import DmflowError
+from dmflow.models import TrainingPair
+
+
+class TrainingError(DmflowError):
+    """Training cannot start or did not succeed; the message says what to do."""
+
+
+class JobState(StrEnum):
+    PENDING = "pending"
+    TRAINING = "training"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_running(self) -> bool:
+        return self in (JobState.PENDING, JobState.TRAINING)
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    state: JobState
+    progress: float | None = None
+    """0-100 when the trainer reports it."""
+    error: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeepMemoryTrainer(Protocol):
+    name: str
+
+    def preflight(self, dataset: str) -> None:
+        """Refuse, with a clear `TrainingError`, what cannot work, before anything is spent."""
+        ...
+
+    def submit(
+        self,
+        dataset: str,
+        train_pairs: Sequence[TrainingPair],
+        eval_pairs: Sequence[TrainingPair],
+    ) -> str:
+        """Start a training job; return its id as soon as it exists."""
+        ...
+
+    def status(self, job_id: str) -> JobStatus: ...
+
+    def cancel(self, job_id: str) -> None: ...

@@ -1,0 +1,285 @@
+"""Deep Memory offline: a query-side linear adapter trained on the dataset's own embeddings.
+
+Deep Memory learns a transformation of query embeddings so that a question
+lands nearer the chunk that answers it. Here that is a d x d matrix W, started
+at the identity and trained with in-batch negatives (softmax over the batch's
+own target chunks) and a pull back toward the identity. Searching applies it
+as `(query @ W) @ chunk_embeddings.T`.
+
+Jobs have the managed service's shape: an id, a state file on disk that
+outlives a crash (a job whose process died reads as failed), and metrics.
+Everything is saved next to the dataset in `<dataset>.deep-memory/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dmflow.deeplake_support import import_deeplake
+from dmflow.embedding import Embedder, HashingEmbedder
+from dmflow.models import TrainingPair
+from dmflow.training.base import JobState, JobStatus, TrainingError
+from dmflow.training.evaluation import recall_at_k
+
+Matrix = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    epochs: int = 10
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    temperature: float = 0.05
+    identity_pull: float = 0.1
+    seed: int = 7
+
+
+def adapter_dir(dataset: str) -> Path:
+    path = Path(dataset).expanduser().resolve()
+    return path.with_name(path.name + ".deep-memory")
+
+
+def embedder_for(dataset_info: dict[str, Any]) -> Embedder:
+    name = str(dataset_info.get("embedder") or "hashing-512")
+    if name.startswith("hashing-") and name.removeprefix("hashing-").isdigit():
+        return HashingEmbedder(int(name.removeprefix("hashing-")))
+    raise TrainingError(
+        f"the dataset's embeddings were made by {name!r}, which the local trainer cannot "
+        "reproduce offline: questions must be embedded the same way as the chunks"
+    )
+
+
+def train_adapter(
+    questions: Matrix, targets: Matrix, config: AdapterConfig, progress: Any = None
+) -> Matrix:
+    """W minimising in-batch softmax loss of (q W) . c / T, with Adam, from the identity."""
+    dim = questions.shape[1]
+    rng = np.random.default_rng(config.seed)
+    weights = np.eye(dim, dtype=np.float32)
+    first, second = np.zeros_like(weights), np.zeros_like(weights)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    step = 0
+    total_steps = config.epochs * max(1, -(-len(questions) // config.batch_size))
+    for _ in range(config.epochs):
+        order = rng.permutation(len(questions))
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            query, target = questions[batch], targets[batch]
+            projected = query @ weights
+            logits = projected @ target.T / config.temperature
+            logits -= logits.max(axis=1, keepdims=True)
+            probabilities = np.exp(logits)
+            probabilities /= probabilities.sum(axis=1, keepdims=True)
+            probabilities[np.arange(len(batch)), np.arange(len(batch))] -= 1.0
+            grad_projected = probabilities @ target / (config.temperature * len(batch))
+            gradient = query.T @ grad_projected
+            gradient += config.identity_pull * (weights - np.eye(dim, dtype=np.float32))
+            step += 1
+            first = (beta1 * first + (1 - beta1) * gradient).astype(np.float32)
+            second = (beta2 * second + (1 - beta2) * gradient * gradient).astype(np.float32)
+            update = (first / (1 - beta1**step)) / (np.sqrt(second / (1 - beta2**step)) + eps)
+            weights -= (config.learning_rate * update).astype(np.float32)
+            if progress is not None and step % 20 == 0:
+                progress(100.0 * step / total_steps)
+    return weights
+
+
+class LocalAdapterTrainer:
+    name = "local"
+
+    def __init__(self, config: AdapterConfig | None = None) -> None:
+        self.config = config or AdapterConfig()
+        self._jobs_dir: dict[str, Path] = {}
+
+    # -- the trainer protocol ---------------------------------------------------
+
+    def preflight(self, dataset: str) -> None:
+        if dataset.startswith("hub://"):
+            raise TrainingError(
+                f"{dataset} is an Activeloop dataset: train it with the managed trainer "
+                "(trainer=managed); the local trainer needs a local path"
+            )
+        corpus = self._open(dataset)
+        if "embedding" not in corpus.tensors:
+            raise TrainingError(f"dataset {dataset} has no `embedding` tensor to train on")
+        embedder = embedder_for(dict(corpus.info))
+        dimension = int(corpus.embedding.shape[1])
+        if embedder.dimension != dimension:
+            raise TrainingError(
+                f"embedder {embedder.name} makes {embedder.dimension}-d vectors but the "
+                f"dataset's embeddings are {dimension}-d: use the embedder the dataset was "
+                "built with"
+            )
+
+    def submit(
+        self,
+        dataset: str,
+        train_pairs: Sequence[TrainingPair],
+        eval_pairs: Sequence[TrainingPair],
+    ) -> str:
+        if not train_pairs:
+            raise TrainingError("there are no training pairs: generate some first")
+        job_id = f"local-{uuid.uuid4().hex[:12]}"
+        jobs = adapter_dir(dataset) / "jobs"
+        jobs.mkdir(parents=True, exist_ok=True)
+        self._jobs_dir[job_id] = jobs
+        self._write(jobs, job_id, state=JobState.PENDING, dataset=dataset, pid=os.getpid())
+        worker = threading.Thread(
+            target=self._run_job,
+            args=(dataset, job_id, list(train_pairs), list(eval_pairs)),
+            name=f"deep-memory-{job_id}",
+            daemon=True,
+        )
+        worker.start()
+        return job_id
+
+    def status(self, job_id: str) -> JobStatus:
+        record = self._read(job_id)
+        state = JobState(record["state"])
+        error = record.get("error")
+        if state.is_running and not _alive(int(record.get("pid", -1))):
+            state, error = JobState.FAILED, "the process training this job died before it ended"
+        return JobStatus(
+            job_id=job_id,
+            state=state,
+            progress=record.get("progress"),
+            error=error,
+            metrics=record.get("metrics") or {},
+        )
+
+    def cancel(self, job_id: str) -> None:
+        record = self._read(job_id)
+        if JobState(record["state"]).is_running:
+            self._write(
+                self._jobs_dir_of(job_id),
+                job_id,
+                **{**record, "state": JobState.FAILED, "error": "cancelled"},
+            )
+
+    def job_dataset(self, job_id: str) -> str:
+        return str(self._read(job_id)["dataset"])
+
+    # -- internals ----------------------------------------------------------------
+
+    def remember(self, dataset: str) -> None:
+        """Let `status` find jobs of a dataset after a restart."""
+        jobs = adapter_dir(dataset) / "jobs"
+        if jobs.is_dir():
+            for path in jobs.glob("*.json"):
+                self._jobs_dir[path.stem] = jobs
+
+    def _run_job(
+        self, dataset: str, job_id: str, train: list[TrainingPair], held: list[TrainingPair]
+    ) -> None:
+        jobs = self._jobs_dir[job_id]
+        base = {"dataset": dataset, "pid": os.getpid()}
+        try:
+            self._write(jobs, job_id, state=JobState.TRAINING, progress=0.0, **base)
+            started = time.perf_counter()
+            metrics = self._train(dataset, job_id, train, held, jobs, base)
+            metrics["train_seconds"] = round(time.perf_counter() - started, 2)
+            self._write(
+                jobs, job_id, state=JobState.COMPLETED, progress=100.0, metrics=metrics, **base
+            )
+        except Exception as exc:  # the job's failure is its state, read by status()
+            self._write(
+                jobs, job_id, state=JobState.FAILED, error=f"{type(exc).__name__}: {exc}", **base
+            )
+
+    def _train(
+        self,
+        dataset: str,
+        job_id: str,
+        train: list[TrainingPair],
+        held: list[TrainingPair],
+        jobs: Path,
+        base: dict[str, Any],
+    ) -> dict[str, Any]:
+        corpus = self._open(dataset)
+        embedder = embedder_for(dict(corpus.info))
+        ids = [str(v.item() if hasattr(v, "item") else v) for v in corpus.id.numpy(aslist=True)]
+        index = {chunk_id: row for row, chunk_id in enumerate(ids)}
+        embeddings = np.asarray(corpus.embedding.numpy(), dtype=np.float32)
+        norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+        embeddings = (embeddings / np.where(norms > 0, norms, 1)).astype(np.float32)
+
+        def encode(pairs: list[TrainingPair]) -> tuple[Matrix, npt.NDArray[np.int64]]:
+            known = [p for p in pairs if p.chunk_id in index]
+            vectors = embedder.embed([p.question_text for p in known])
+            return vectors, np.array([index[p.chunk_id] for p in known], dtype=np.int64)
+
+        train_q, train_rows = encode(train)
+        held_q, held_rows = encode(held)
+        if len(train_q) == 0:
+            raise TrainingError("none of the training pairs' chunks are in the dataset")
+
+        def progress(percent: float) -> None:
+            self._write(jobs, job_id, state=JobState.TRAINING, progress=round(percent, 1), **base)
+
+        weights = train_adapter(train_q, embeddings[train_rows], self.config, progress)
+        before = recall_at_k(held_q, embeddings, held_rows)
+        after = recall_at_k(held_q @ weights, embeddings, held_rows)
+        target = adapter_dir(dataset)
+        np.save(target / f"adapter-{job_id}.npy", weights)
+        latest = target / "adapter.npy.tmp"
+        with latest.open("wb") as handle:
+            np.save(handle, weights)
+        latest.replace(target / "adapter.npy")
+        return {
+            "trainer": self.name,
+            "embedder": embedder.name,
+            "train_pairs": len(train_q),
+            "eval_pairs": len(held_q),
+            "before": before,
+            "after": after,
+            "adapter": str(target / "adapter.npy"),
+        }
+
+    @staticmethod
+    def _open(dataset: str) -> Any:
+        deeplake = import_deeplake()
+        from deeplake.util.exceptions import DatasetHandlerError
+
+        try:
+            return deeplake.load(dataset, read_only=True, verbose=False)
+        except DatasetHandlerError:
+            raise TrainingError(f"no DeepLake dataset at {dataset}") from None
+
+    def _jobs_dir_of(self, job_id: str) -> Path:
+        if job_id not in self._jobs_dir:
+            raise TrainingError(f"unknown local Deep Memory job {job_id}")
+        return self._jobs_dir[job_id]
+
+    def _read(self, job_id: str) -> dict[str, Any]:
+        path = self._jobs_dir_of(job_id) / f"{job_id}.json"
+        return dict(json.loads(path.read_text()))
+
+    @staticmethod
+    def _write(jobs: Path, job_id: str, **record: Any) -> None:
+        # Write-then-rename: a reader never sees half a state file.
+        temporary = jobs / f"{job_id}.json.tmp"
+        temporary.write_text(json.dumps(record, default=str))
+        temporary.replace(jobs / f"{job_id}.json")
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
