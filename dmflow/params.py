@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class GenerationParams(BaseModel):
-    """How a run generates its questions. Unknown keys (added by later phases) are kept."""
+class RunParams(BaseModel):
+    """How a run generates and trains. Unknown keys (written by dmflow as it goes) are kept."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -21,3 +21,10 @@ class GenerationParams(BaseModel):
     """Generation stops when the run holds this many pairs."""
     batch_size: int = Field(default=64, ge=1, le=1000)
     """Chunks per Prefect task and per database transaction."""
+    train: bool = True
+    """False: the run waits at `generated` for review; `dmflow recover` trains it."""
+    trainer: Literal["local", "managed"] = "local"
+    """`local`: an offline query adapter next to the dataset; `managed`: Activeloop."""
+    poll_intervals_s: list[float] | None = None
+    """Waits between job status checks, the last one repeating (default: the trainer's)."""
+    training_timeout_s: float = Field(default=6 * 3600, gt=0)

@@ -5,24 +5,32 @@ Exit codes: 0 success, 1 a dmflow error (the message says what to do), 2 bad usa
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dmflow.database import database_url, open_store, uses_embedded_database
+from dmflow.database import database_url, open_store
 from dmflow.db.migrations import apply_migrations, discover, pending
 from dmflow.errors import ConfigurationError, DmflowError
 from dmflow.models import TrainingRun
 from dmflow.settings import Settings
+from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
+
+# Prefect reads these once, when first imported (inside the commands below): no
+# analytics, and room for its temporary server to start on a small machine.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 app = typer.Typer(
     name="dmflow",
@@ -155,22 +163,109 @@ def sample(
     out.print(f"wrote {written} chunks to {path.expanduser().resolve()}")
 
 
+def _print_outcome(run: TrainingRun) -> None:
+    out.print(
+        f"run {run.id}: [bold]{run.status.value}[/bold] - {run.processed_chunks}/"
+        f"{run.total_chunks} chunks, {run.pair_count} pairs"
+    )
+    if run.error_message:
+        err.print(f"[red]error:[/red] {run.error_message}", highlight=False)
+    metrics = run.metrics or {}
+    before, after = metrics.get("before") or {}, metrics.get("after") or {}
+    if before:
+        table = Table("recall", "before", "after", "change")
+        for key, was in before.items():
+            now = after.get(key)
+            table.add_row(
+                key,
+                f"{was:.3f}",
+                "n/a" if now is None else f"{now:.3f}",
+                "" if now is None else f"{100 * (now - was):+.1f} pts",
+            )
+        out.print(table)
+
+
+def _run_flow(dataset: str, **parameters: object) -> TrainingRun | None:
+    """Run the parent flow in this process; the run it drove, or None if none was made."""
+    from prefect.client.schemas.objects import State
+
+    from flows.training_run import training_run
+
+    call: Any = training_run(dataset, return_state=True, **parameters)
+    state: State[Any] = asyncio.run(call)
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, dict) and "run_id" in outcome:
+        with _store() as store:
+            return store.get_run(UUID(outcome["run_id"]))
+    if isinstance(outcome, DmflowError):
+        raise outcome
+    with _store() as store:  # failed mid-way: the run this flow run created, if any
+        flow_run_id = state.state_details.flow_run_id
+        run = store.find_run_by_flow_run_id(flow_run_id) if flow_run_id else None
+    if run is None and isinstance(outcome, BaseException):
+        raise DmflowError(f"the training run failed before it started: {outcome}")
+    return run
+
+
+@app.command()
+def run(
+    dataset: Annotated[str, typer.Argument(help="DeepLake dataset: local path or hub://org/name.")],
+    generator: Annotated[str, typer.Option(help="local or openai.")] = "local",
+    model: Annotated[str | None, typer.Option(help="LLM for the openai generator.")] = None,
+    questions_per_chunk: Annotated[int, typer.Option(min=1, max=10)] = 4,
+    max_pairs: Annotated[int, typer.Option(min=1)] = 5000,
+    batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 64,
+    train: Annotated[
+        bool, typer.Option("--train/--no-train", help="Train after generating.")
+    ] = True,
+    trainer: Annotated[str, typer.Option(help="local or managed.")] = "local",
+) -> None:
+    """Run a whole training run in this process. Exit 0 only when it ends as asked:
+    completed (or generated, with --no-train)."""
+    if generator not in ("local", "openai") or trainer not in ("local", "managed"):
+        raise typer.BadParameter("--generator is local or openai; --trainer is local or managed")
+    finished = _run_flow(
+        dataset,
+        generator=generator,
+        model=model,
+        questions_per_chunk=questions_per_chunk,
+        max_pairs=max_pairs,
+        batch_size=batch_size,
+        train=train,
+        trainer=trainer,
+    )
+    if finished is None:
+        raise DmflowError("the training run did not start")
+    _print_outcome(finished)
+    wanted = RunStatus.COMPLETED if train else RunStatus.GENERATED
+    if finished.status is not wanted:
+        raise typer.Exit(1)
+
+
 @app.command()
 def demo() -> None:
     """Build the sample dataset and run a whole training run offline."""
+    from dmflow.sample import build_sample_dataset
+
     settings = Settings()
-    if uses_embedded_database(settings):
-        err.print(
-            f"using the embedded PostgreSQL under {settings.resolved_data_dir() / 'postgres'}"
+    dataset = settings.resolved_data_dir() / "sample"
+    if not (dataset / "dataset_meta.json").is_file():
+        written = build_sample_dataset(dataset, overwrite=True)
+        out.print(
+            f"built the sample dataset: {written} chunks of Python's documentation at {dataset}"
         )
-    with _store():
-        pass  # the database is up and migrated: the part of the demo that exists today
-    err.print(
-        "dmflow demo: the training pipeline is not built yet, so there is no run to show.\n"
-        "What exists: the database (`dmflow migrate`, `dmflow runs`, `dmflow show RUN_ID`).\n"
-        "Still to come: the sample dataset and generation, Deep Memory training, and the flows."
+    else:
+        out.print(f"using the sample dataset at {dataset}")
+    out.print(
+        "running a training run: local questions, local Deep Memory adapter "
+        "(the first Prefect call starts a temporary server: ~20 s)"
     )
-    raise typer.Exit(1)
+    finished = _run_flow(str(dataset))
+    if finished is None:
+        raise DmflowError("the demo's training run did not start")
+    _print_outcome(finished)
+    if finished.status is not RunStatus.COMPLETED:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from dmflow.database import open_store
 from dmflow.errors import ConcurrentUpdate
 from dmflow.generation.factory import build_generator
 from dmflow.models import TrainingRun
-from dmflow.params import GenerationParams
+from dmflow.params import RunParams
 from dmflow.settings import Settings
 from dmflow.status import Phase, RunStatus
 from dmflow.store.base import RunStore
@@ -89,7 +89,7 @@ async def generate_training_data(run_id: UUID, attempt: int | None = None) -> di
 
 async def _generate(run: TrainingRun, store: RunStore, settings: Settings) -> dict[str, Any]:
     logger = get_run_logger()
-    params = GenerationParams.model_validate(run.params)
+    params = RunParams.model_validate(run.params)
     source = await asyncio.to_thread(open_chunk_source, run.dataset, settings.activeloop_token)
     run = await asyncio.to_thread(store.update_progress, run, total_chunks=source.total)
     recorded = await asyncio.to_thread(store.recorded_chunk_ids, run.id)

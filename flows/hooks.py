@@ -73,3 +73,20 @@ def phase_failure_hook(phase: Phase) -> Hook:
 
     hook.__name__ = f"mark_{phase.value}_failed"
     return hook
+
+
+def mark_active_run_failed(flow_run_id: UUID, message: str) -> bool:
+    """For the parent flow: fail the run it drives in the phase the database says it is
+    in. A phase status written by a subflow's own hook is never overwritten."""
+    store = open_store(Settings())
+    try:
+        run = store.find_run_by_flow_run_id(flow_run_id)
+    finally:
+        store.close()
+    if run is None or not run.status.is_active:
+        return False
+    return mark_phase_failed(run.status.phase, run.id, run.attempt, message)
+
+
+def parent_failure_hook(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
+    mark_active_run_failed(flow_run.id, error_text(state))

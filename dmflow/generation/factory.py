@@ -6,11 +6,11 @@ from dmflow.errors import ConfigurationError
 from dmflow.generation.base import QuestionGenerator
 from dmflow.generation.local import LocalQuestionGenerator
 from dmflow.generation.openai_compatible import OpenAIGeneratorConfig, OpenAIQuestionGenerator
-from dmflow.params import GenerationParams
+from dmflow.params import RunParams
 from dmflow.settings import Settings
 
 
-def build_generator(params: GenerationParams, settings: Settings) -> QuestionGenerator:
+def build_generator(params: RunParams, settings: Settings) -> QuestionGenerator:
     if params.generator == "local":
         return LocalQuestionGenerator(params.questions_per_chunk)
     if settings.llm_api_key is None:

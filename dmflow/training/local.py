@@ -8,7 +8,8 @@ as `(query @ W) @ chunk_embeddings.T`.
 
 Jobs have the managed service's shape: an id, a state file on disk that
 outlives a crash (a job whose process died reads as failed), and metrics.
-Everything is saved next to the dataset in `<dataset>.deep-memory/`.
+Job files live in the data directory; adapters are saved next to the dataset
+in `<dataset>.deep-memory/`, where a search can pick up `adapter.npy`.
 """
 
 from __future__ import annotations
@@ -98,9 +99,11 @@ def train_adapter(
 class LocalAdapterTrainer:
     name = "local"
 
-    def __init__(self, config: AdapterConfig | None = None) -> None:
+    default_poll_intervals_s = (0.5, 1.0, 2.0)
+
+    def __init__(self, jobs_dir: Path, config: AdapterConfig | None = None) -> None:
+        self.jobs = jobs_dir
         self.config = config or AdapterConfig()
-        self._jobs_dir: dict[str, Path] = {}
 
     # -- the trainer protocol ---------------------------------------------------
 
@@ -131,10 +134,8 @@ class LocalAdapterTrainer:
         if not train_pairs:
             raise TrainingError("there are no training pairs: generate some first")
         job_id = f"local-{uuid.uuid4().hex[:12]}"
-        jobs = adapter_dir(dataset) / "jobs"
-        jobs.mkdir(parents=True, exist_ok=True)
-        self._jobs_dir[job_id] = jobs
-        self._write(jobs, job_id, state=JobState.PENDING, dataset=dataset, pid=os.getpid())
+        self.jobs.mkdir(parents=True, exist_ok=True)
+        self._write(self.jobs, job_id, state=JobState.PENDING, dataset=dataset, pid=os.getpid())
         worker = threading.Thread(
             target=self._run_job,
             args=(dataset, job_id, list(train_pairs), list(eval_pairs)),
@@ -162,27 +163,17 @@ class LocalAdapterTrainer:
         record = self._read(job_id)
         if JobState(record["state"]).is_running:
             self._write(
-                self._jobs_dir_of(job_id),
+                self.jobs,
                 job_id,
                 **{**record, "state": JobState.FAILED, "error": "cancelled"},
             )
 
-    def job_dataset(self, job_id: str) -> str:
-        return str(self._read(job_id)["dataset"])
-
     # -- internals ----------------------------------------------------------------
-
-    def remember(self, dataset: str) -> None:
-        """Let `status` find jobs of a dataset after a restart."""
-        jobs = adapter_dir(dataset) / "jobs"
-        if jobs.is_dir():
-            for path in jobs.glob("*.json"):
-                self._jobs_dir[path.stem] = jobs
 
     def _run_job(
         self, dataset: str, job_id: str, train: list[TrainingPair], held: list[TrainingPair]
     ) -> None:
-        jobs = self._jobs_dir[job_id]
+        jobs = self.jobs
         base = {"dataset": dataset, "pid": os.getpid()}
         try:
             self._write(jobs, job_id, state=JobState.TRAINING, progress=0.0, **base)
@@ -231,6 +222,7 @@ class LocalAdapterTrainer:
         before = recall_at_k(held_q, embeddings, held_rows)
         after = recall_at_k(held_q @ weights, embeddings, held_rows)
         target = adapter_dir(dataset)
+        target.mkdir(parents=True, exist_ok=True)
         np.save(target / f"adapter-{job_id}.npy", weights)
         latest = target / "adapter.npy.tmp"
         with latest.open("wb") as handle:
@@ -256,13 +248,10 @@ class LocalAdapterTrainer:
         except DatasetHandlerError:
             raise TrainingError(f"no DeepLake dataset at {dataset}") from None
 
-    def _jobs_dir_of(self, job_id: str) -> Path:
-        if job_id not in self._jobs_dir:
-            raise TrainingError(f"unknown local Deep Memory job {job_id}")
-        return self._jobs_dir[job_id]
-
     def _read(self, job_id: str) -> dict[str, Any]:
-        path = self._jobs_dir_of(job_id) / f"{job_id}.json"
+        path = self.jobs / f"{job_id}.json"
+        if not path.is_file():
+            raise TrainingError(f"no local Deep Memory job {job_id} in {self.jobs}")
         return dict(json.loads(path.read_text()))
 
     @staticmethod

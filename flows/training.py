@@ -1,0 +1,158 @@
+"""Phase 2: `train_deep_memory(run_id)` - train on the run's pairs, never losing the job.
+
+The job id is stored the moment it exists. A resumed run whose job is still
+pending or training re-attaches and polls; a failed or unknown job is
+submitted anew from the stored pairs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from uuid import UUID
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
+
+from dmflow.database import open_store
+from dmflow.errors import ConcurrentUpdate
+from dmflow.models import TrainingPair, TrainingRun
+from dmflow.params import RunParams
+from dmflow.settings import Settings
+from dmflow.status import Phase, RunStatus
+from dmflow.store.base import RunStore
+from dmflow.training.base import DeepMemoryTrainer, JobState, JobStatus, TrainingError
+from dmflow.training.evaluation import RECALL_AT, split_by_chunk
+from dmflow.training.factory import build_trainer
+from flows.hooks import phase_failure_hook
+from tasks.training import job_status, submit_job
+
+_on_failure = phase_failure_hook(Phase.TRAINING)
+
+
+def recall_markdown(run: TrainingRun, metrics: dict[str, Any]) -> str:
+    before, after = metrics.get("before", {}), metrics.get("after", {})
+    lines = [
+        f"# Deep Memory training of run `{run.id}`",
+        "",
+        f"- dataset: `{run.dataset}`",
+        f"- job: `{run.deeplake_job_id}` ({metrics.get('trainer', '?')} trainer)",
+        f"- pairs: {metrics.get('train_pairs', '?')} trained, "
+        f"{metrics.get('eval_pairs', '?')} held out",
+        "",
+        "| recall | before | after | change |",
+        "| --- | --- | --- | --- |",
+    ]
+    for k in RECALL_AT:
+        key = f"recall@{k}"
+        if key in before:
+            was, now = before[key], after.get(key)
+            change = f"{100 * (now - was):+.1f} pts" if now is not None else ""
+            shown = f"{now:.3f}" if now is not None else "n/a"
+            lines.append(f"| @{k} | {was:.3f} | {shown} | {change} |")
+    return "\n".join(lines)
+
+
+async def _poll(
+    trainer: DeepMemoryTrainer,
+    job_id: str,
+    store: RunStore,
+    run: TrainingRun,
+    intervals: list[float],
+    timeout_s: float,
+) -> JobStatus:
+    logger = get_run_logger()
+    deadline = time.monotonic() + timeout_s
+    checks = 0
+    while True:
+        status = await job_status(trainer, job_id)
+        # Every check doubles as the run's heartbeat.
+        await asyncio.to_thread(store.update_progress, run)
+        if not status.state.is_running:
+            return status
+        if time.monotonic() > deadline:
+            await asyncio.to_thread(trainer.cancel, job_id)
+            raise TrainingError(
+                f"Deep Memory job {job_id} was still {status.state.value} after "
+                f"{timeout_s:g} s: it was cancelled; recover the run to submit it again"
+            )
+        logger.info("job %s is %s (%s %%)", job_id, status.state.value, status.progress)
+        await asyncio.sleep(intervals[min(checks, len(intervals) - 1)])
+        checks += 1
+
+
+@flow(
+    name="train-deep-memory",
+    flow_run_name="train-{run_id}",
+    on_failure=[_on_failure],
+    on_crashed=[_on_failure],
+    on_cancellation=[_on_failure],
+)
+async def train_deep_memory(run_id: UUID, attempt: int | None = None) -> dict[str, Any]:
+    """Train Deep Memory on the run's pairs, evaluate it, complete the run."""
+    logger = get_run_logger()
+    settings = Settings()
+    store = open_store(settings)
+    try:
+        run = store.get_run(run_id)
+        if attempt is not None and run.attempt != attempt:
+            raise ConcurrentUpdate(run.id, run.status.value, run.attempt)
+        if run.status is RunStatus.COMPLETED:
+            logger.info("run %s is already completed", run.id)
+            return {"run_id": str(run.id), "status": run.status.value, "metrics": run.metrics}
+        if run.status is RunStatus.GENERATED:
+            run = store.transition(run, RunStatus.TRAINING)
+        elif run.status is not RunStatus.TRAINING:
+            raise ConcurrentUpdate(run.id, run.status.value, run.attempt)
+        return await _train(run, store, settings)
+    finally:
+        store.close()
+
+
+async def _train(run: TrainingRun, store: RunStore, settings: Settings) -> dict[str, Any]:
+    logger = get_run_logger()
+    params = RunParams.model_validate(run.params)
+    trainer = build_trainer(params, settings)
+    await asyncio.to_thread(trainer.preflight, run.dataset)
+    job_id = run.deeplake_job_id
+    if job_id is not None:
+        try:
+            previous = await asyncio.to_thread(trainer.status, job_id)
+        except TrainingError as exc:
+            logger.warning("stored job %s cannot be found (%s): submitting anew", job_id, exc)
+            job_id = None
+        else:
+            if previous.state.is_running:
+                logger.info("re-attaching to job %s (%s)", job_id, previous.state.value)
+            elif previous.state is JobState.FAILED:
+                logger.info("job %s failed (%s): submitting anew", job_id, previous.error)
+                job_id = None
+    if job_id is None:
+        pairs: list[TrainingPair] = []
+        for page in await asyncio.to_thread(lambda: list(store.iter_pairs(run.id))):
+            pairs.extend(page)
+        if not pairs:
+            raise TrainingError("the run has no pairs to train on: its generation made none")
+        train, held = split_by_chunk(pairs)
+        logger.info("submitting %d pairs (%d held out for evaluation)", len(train), len(held))
+        job_id = await submit_job(trainer, run.dataset, train, held)
+        run = await asyncio.to_thread(store.update_progress, run, deeplake_job_id=job_id)
+    intervals = params.poll_intervals_s or list(
+        getattr(trainer, "default_poll_intervals_s", (5.0, 10.0, 30.0))
+    )
+    status = await _poll(trainer, job_id, store, run, intervals, params.training_timeout_s)
+    if status.state is JobState.FAILED:
+        raise TrainingError(f"Deep Memory job {job_id} failed: {status.error}")
+    metrics = {**status.metrics, "job_id": job_id}
+    run = await asyncio.to_thread(store.update_progress, run, metrics=metrics)
+    run = await asyncio.to_thread(store.transition, run, RunStatus.COMPLETED)
+    await acreate_markdown_artifact(
+        markdown=recall_markdown(run, metrics),
+        key=f"training-summary-{run.id}",
+        description=f"Recall before and after Deep Memory for run {run.id}",
+    )
+    before = metrics.get("before", {}).get("recall@10")
+    after = metrics.get("after", {}).get("recall@10")
+    logger.info("run %s completed: recall@10 %s -> %s", run.id, before, after)
+    return {"run_id": str(run.id), "status": run.status.value, "metrics": metrics}

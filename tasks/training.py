@@ -1,0 +1,34 @@
+"""Training tasks: submitting a Deep Memory job and checking on it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from dmflow.models import TrainingPair
+from dmflow.training.base import DeepMemoryTrainer, JobStatus
+
+
+# No retries: a submission that may have reached the service must not be repeated
+# blindly; the flow stores the job id the moment it exists and re-attaches.
+@task(name="submit-deep-memory-job", cache_policy=NO_CACHE)
+async def submit_job(
+    trainer: DeepMemoryTrainer,
+    dataset: str,
+    train_pairs: list[TrainingPair],
+    eval_pairs: list[TrainingPair],
+) -> str:
+    return await asyncio.to_thread(trainer.submit, dataset, train_pairs, eval_pairs)
+
+
+@task(
+    name="check-deep-memory-job",
+    task_run_name="check-{job_id}",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=[2, 5, 10],
+)
+async def job_status(trainer: DeepMemoryTrainer, job_id: str) -> JobStatus:
+    return await asyncio.to_thread(trainer.status, job_id)
