@@ -197,14 +197,14 @@ def _run_flow(dataset: str, **parameters: object) -> TrainingRun | None:
     if isinstance(outcome, dict) and "run_id" in outcome:
         with _store() as store:
             return store.get_run(UUID(outcome["run_id"]))
-    if isinstance(outcome, DmflowError):
-        raise outcome
-    with _store() as store:  # failed mid-way: the run this flow run created, if any
+    with _store() as store:  # failed: the run this flow run made, if it made one
         flow_run_id = state.state_details.flow_run_id
         run = store.find_run_by_flow_run_id(flow_run_id) if flow_run_id else None
-    if run is None and isinstance(outcome, BaseException):
-        raise DmflowError(f"the training run failed before it started: {outcome}")
-    return run
+    if run is not None:
+        return run
+    if isinstance(outcome, DmflowError):
+        raise outcome  # refused before a run existed (RunBlocked, bad settings)
+    raise DmflowError(f"the training run failed before it started: {outcome}")
 
 
 @app.command()

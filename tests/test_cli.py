@@ -81,13 +81,6 @@ def test_supabase_url_without_key_is_a_clear_error(dmflow: CliRunner) -> None:
     assert result.returncode == 1 and "DMFLOW_SUPABASE_KEY" in result.stderr
 
 
-def test_demo_says_plainly_that_the_pipeline_is_not_there(dmflow: CliRunner, db: Database) -> None:
-    result = dmflow("demo", env=clean_env(DMFLOW_DATABASE_URL=db.url))
-    assert result.returncode == 1
-    assert "not built yet" in result.stderr
-    assert db.execute("select count(*) from deep_memory_training_runs") == [(0,)]
-
-
 def test_sample_builds_a_dataset_and_refuses_to_overwrite(
     dmflow: CliRunner, tmp_path: Path
 ) -> None:

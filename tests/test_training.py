@@ -1,0 +1,172 @@
+"""Deep Memory training with the local trainer: recall, jobs on disk, the training subflow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from dmflow.chunks import DeepLakeChunkSource
+from dmflow.generation.local import LocalQuestionGenerator
+from dmflow.models import TrainingPair
+from dmflow.status import RunStatus
+from dmflow.store.postgres import PostgresRunStore
+from dmflow.training.base import JobState, TrainingError
+from dmflow.training.evaluation import is_held_out, recall_at_k, split_by_chunk
+from dmflow.training.local import LocalAdapterTrainer, adapter_dir
+from flows.generation import generate_training_data
+from flows.training import train_deep_memory
+from tests.fixtures.datasets import MakeDataset
+from tests.fixtures.postgres import Database
+
+
+@pytest.fixture(scope="module")
+def sample_pairs(sample_dataset: str) -> list[TrainingPair]:
+    chunks = [c for batch in DeepLakeChunkSource(sample_dataset).batches(500) for c in batch]
+    batch = asyncio.run(LocalQuestionGenerator(4).generate(chunks))
+    return [pair for result in batch.results for pair in result.pairs()]
+
+
+def wait_for(trainer: LocalAdapterTrainer, job_id: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while trainer.status(job_id).state.is_running:
+        assert time.monotonic() < deadline, "the job did not end"
+        time.sleep(0.1)
+
+
+def test_split_is_by_chunk_and_deterministic(sample_pairs: list[TrainingPair]) -> None:
+    train, held = split_by_chunk(sample_pairs)
+    assert {p.chunk_id for p in train}.isdisjoint({p.chunk_id for p in held})
+    assert 0.05 < len(held) / len(sample_pairs) < 0.15
+    assert split_by_chunk(list(reversed(sample_pairs)))[1] == list(reversed(held))
+    assert all(is_held_out(p.chunk_id) for p in held)
+
+
+def test_recall_at_k_counts_ranks() -> None:
+    import numpy as np
+
+    corpus = np.eye(4, dtype=np.float32)
+    queries = np.array([[1, 0.5, 0, 0], [0.9, 1, 0, 0]], dtype=np.float32)
+    recall = recall_at_k(queries, corpus, np.array([0, 0]), ks=(1, 2))
+    assert recall == {"recall@1": 0.5, "recall@2": 1.0}
+
+
+def test_local_trainer_raises_recall_on_held_out_questions(
+    sample_dataset: str, sample_pairs: list[TrainingPair], tmp_path: Path
+) -> None:
+    trainer = LocalAdapterTrainer(tmp_path / "jobs")
+    trainer.preflight(sample_dataset)
+    train, held = split_by_chunk(sample_pairs)
+    job_id = trainer.submit(sample_dataset, train, held)
+    wait_for(trainer, job_id)
+    status = trainer.status(job_id)
+    assert status.state is JobState.COMPLETED, status.error
+    before, after = status.metrics["before"], status.metrics["after"]
+    assert after["recall@10"] >= before["recall@10"] + 0.05
+    assert after["recall@1"] > before["recall@1"]
+    assert status.metrics["eval_pairs"] == len(held)
+    assert (adapter_dir(sample_dataset) / "adapter.npy").is_file()
+    record = json.loads((tmp_path / "jobs" / f"{job_id}.json").read_text())
+    assert record["state"] == "completed"
+
+
+def test_a_job_whose_process_died_reads_as_failed(tmp_path: Path) -> None:
+    trainer = LocalAdapterTrainer(tmp_path)
+    (tmp_path / "local-dead.json").write_text(
+        json.dumps({"state": "training", "dataset": "x", "pid": 2**22 + 12345})
+    )
+    status = trainer.status("local-dead")
+    assert status.state is JobState.FAILED and "died" in (status.error or "")
+    with pytest.raises(TrainingError, match="no local Deep Memory job"):
+        trainer.status("local-missing")
+
+
+def test_preflight_refuses_what_cannot_work(make_dataset: MakeDataset, tmp_path: Path) -> None:
+    trainer = LocalAdapterTrainer(tmp_path)
+    with pytest.raises(TrainingError, match="managed"):
+        trainer.preflight("hub://org/docs")
+    eight_dimensional = make_dataset([("a", "alpha"), ("b", "beta")])
+    with pytest.raises(TrainingError, match="512-d vectors but the dataset's embeddings are 8-d"):
+        trainer.preflight(eight_dimensional)
+    with pytest.raises(TrainingError, match="no DeepLake dataset"):
+        trainer.preflight(str(tmp_path / "missing"))
+
+
+@pytest.fixture
+def flow_env(
+    monkeypatch: pytest.MonkeyPatch, db: Database, prefect_api_url: str, tmp_path: Path
+) -> Path:
+    monkeypatch.setenv("DMFLOW_DATABASE_URL", db.url)
+    monkeypatch.setenv("DMFLOW_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api_url)
+    return tmp_path
+
+
+def generated_run(store: PostgresRunStore, dataset: str, **params: object) -> object:
+    run = store.create_run(dataset, params={"generator": "local", **params})
+    asyncio.run(generate_training_data(run.id))
+    return run
+
+
+def test_training_subflow_completes_the_run(
+    flow_env: Path, store: PostgresRunStore, db: Database, sample_dataset: str
+) -> None:
+    run = generated_run(store, sample_dataset, poll_intervals_s=[0.2])
+    result = asyncio.run(train_deep_memory(run.id))  # type: ignore[attr-defined]
+    done = store.get_run(run.id)  # type: ignore[attr-defined]
+    assert done.status is RunStatus.COMPLETED
+    assert done.deeplake_job_id is not None and done.deeplake_job_id.startswith("local-")
+    assert done.metrics is not None
+    assert done.metrics["after"]["recall@10"] > done.metrics["before"]["recall@10"]
+    assert result["metrics"]["job_id"] == done.deeplake_job_id
+    assert db.execute("select last_training_run_id from deep_memory_settings") == [(done.id,)]
+
+
+def test_a_running_job_is_reattached_not_resubmitted(
+    flow_env: Path, store: PostgresRunStore, sample_dataset: str, sample_pairs: list[TrainingPair]
+) -> None:
+    run = generated_run(store, sample_dataset, poll_intervals_s=[0.2])
+    trainer = LocalAdapterTrainer(flow_env / "deep-memory-jobs")
+    train, held = split_by_chunk(sample_pairs)
+    job_id = trainer.submit(sample_dataset, train, held)  # as if an earlier attempt had
+    training = store.transition(store.get_run(run.id), RunStatus.TRAINING)  # type: ignore[attr-defined]
+    store.update_progress(training, deeplake_job_id=job_id)
+
+    asyncio.run(train_deep_memory(run.id))  # type: ignore[attr-defined]
+
+    done = store.get_run(run.id)  # type: ignore[attr-defined]
+    assert (done.status, done.deeplake_job_id) == (RunStatus.COMPLETED, job_id)
+    assert [p.stem for p in (flow_env / "deep-memory-jobs").glob("*.json")] == [job_id]
+
+
+def test_a_failed_job_is_submitted_anew(
+    flow_env: Path, store: PostgresRunStore, sample_dataset: str
+) -> None:
+    run = generated_run(store, sample_dataset, poll_intervals_s=[0.2])
+    jobs = flow_env / "deep-memory-jobs"
+    jobs.mkdir()
+    (jobs / "local-failed.json").write_text(
+        json.dumps({"state": "failed", "dataset": sample_dataset, "error": "boom", "pid": 1})
+    )
+    training = store.transition(store.get_run(run.id), RunStatus.TRAINING)  # type: ignore[attr-defined]
+    store.update_progress(training, deeplake_job_id="local-failed")
+
+    asyncio.run(train_deep_memory(run.id))  # type: ignore[attr-defined]
+
+    done = store.get_run(run.id)  # type: ignore[attr-defined]
+    assert done.status is RunStatus.COMPLETED
+    assert done.deeplake_job_id not in (None, "local-failed")
+
+
+def test_a_training_failure_marks_the_run_training_failed(
+    flow_env: Path, store: PostgresRunStore, sample_dataset: str
+) -> None:
+    run = generated_run(store, sample_dataset, trainer="managed")
+    with pytest.raises(TrainingError, match="managed"):
+        asyncio.run(train_deep_memory(run.id))  # type: ignore[attr-defined]
+    failed = store.get_run(run.id)  # type: ignore[attr-defined]
+    assert failed.status is RunStatus.TRAINING_FAILED
+    assert failed.error_message is not None and "TrainingError" in failed.error_message

@@ -1,0 +1,100 @@
+"""The parent `training_run` flow and the commands that run it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from dmflow.errors import RunBlocked
+from dmflow.status import RunStatus
+from dmflow.store.postgres import PostgresRunStore
+from flows.training_run import training_run
+from tests.fixtures.cli import CliRunner, clean_env
+from tests.fixtures.postgres import Database
+
+
+@pytest.fixture
+def flow_env(
+    monkeypatch: pytest.MonkeyPatch, db: Database, prefect_api_url: str, tmp_path: Path
+) -> dict[str, str]:
+    values = {
+        "DMFLOW_DATABASE_URL": db.url,
+        "DMFLOW_DATA_DIR": str(tmp_path),
+        "PREFECT_API_URL": prefect_api_url,
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def test_a_whole_run_completes(
+    flow_env: dict[str, str], store: PostgresRunStore, sample_dataset: str
+) -> None:
+    result = asyncio.run(training_run(sample_dataset))
+    [run] = store.list_runs()
+    assert str(run.id) == result["run_id"]
+    assert run.status is RunStatus.COMPLETED
+    assert run.flow_run_id is not None
+    assert run.metrics is not None and run.metrics["after"]["recall@10"] > 0
+
+
+def test_deferred_training_waits_at_generated(
+    flow_env: dict[str, str], store: PostgresRunStore, sample_dataset: str
+) -> None:
+    asyncio.run(training_run(sample_dataset, train=False, max_pairs=40))
+    [run] = store.list_runs()
+    assert (run.status, run.pair_count) == (RunStatus.GENERATED, 40)
+
+
+def test_an_unfinished_run_blocks_a_new_one(
+    flow_env: dict[str, str], store: PostgresRunStore, sample_dataset: str
+) -> None:
+    blocking = store.create_run(sample_dataset)
+    with pytest.raises(RunBlocked, match=str(blocking.id)):
+        asyncio.run(training_run(sample_dataset))
+    assert [r.id for r in store.list_runs()] == [blocking.id]
+    assert store.get_run(blocking.id).status is RunStatus.GENERATING  # untouched
+
+
+def test_a_generation_failure_is_recorded_by_phase(
+    flow_env: dict[str, str], store: PostgresRunStore, tmp_path: Path
+) -> None:
+    with pytest.raises(Exception, match="no DeepLake dataset"):
+        asyncio.run(training_run(str(tmp_path / "nowhere")))
+    [run] = store.list_runs()
+    assert run.status is RunStatus.GENERATING_FAILED
+    assert run.error_message is not None and "no DeepLake dataset" in run.error_message
+
+
+def test_demo_runs_offline_and_prints_recall(
+    dmflow: CliRunner, flow_env: dict[str, str], store: PostgresRunStore
+) -> None:
+    result = dmflow("demo", env=clean_env(**flow_env), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "built the sample dataset" in result.stdout
+    assert "recall@10" in result.stdout and "pts" in result.stdout
+    [run] = store.list_runs()
+    assert run.status is RunStatus.COMPLETED
+
+
+def test_run_command_exit_codes(
+    dmflow: CliRunner,
+    flow_env: dict[str, str],
+    store: PostgresRunStore,
+    sample_dataset: str,
+    tmp_path: Path,
+) -> None:
+    env = clean_env(**flow_env)
+    deferred = dmflow("run", sample_dataset, "--no-train", "--max-pairs", "20", env=env)
+    assert deferred.returncode == 0, deferred.stderr[-3000:]
+    assert "generated" in deferred.stdout
+
+    blocked = dmflow("run", sample_dataset, env=env)
+    assert blocked.returncode == 1
+    assert "already has an unfinished training run" in blocked.stderr
+
+    missing = dmflow("run", str(tmp_path / "nowhere"), env=env)
+    assert missing.returncode == 1
+    assert "generating_failed" in missing.stdout and "no DeepLake dataset" in missing.stderr
