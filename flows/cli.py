@@ -243,6 +243,46 @@ def run(
 
 
 @app.command()
+def recover(run_id: UUID) -> None:
+    """Resume a failed run at its phase (or train a run waiting at generated)."""
+    from prefect.client.schemas.objects import State
+
+    from flows.recovery import recover_training_run
+
+    call: Any = recover_training_run(run_id, return_state=True)
+    state: State[Any] = asyncio.run(call)
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, DmflowError):
+        raise outcome
+    with _store() as store:
+        finished = store.get_run(run_id)
+    if isinstance(outcome, dict) and not outcome.get("recovered"):
+        out.print(f"run {run_id} is {finished.status.value}: {outcome.get('message')}")
+        return
+    _print_outcome(finished)
+    if finished.status not in (RunStatus.COMPLETED, RunStatus.GENERATED):
+        raise typer.Exit(1)
+
+
+@app.command()
+def delete(
+    run_id: UUID,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a failed run with its pairs and chunk ledger."""
+    with _store() as store:
+        run = store.get_run(run_id)
+        if not yes:
+            typer.confirm(
+                f"delete run {run.id} ({run.status.value}, {run.dataset}) and its "
+                f"{run.pair_count} pairs?",
+                abort=True,
+            )
+        deleted = store.delete_failed_run(run_id)
+    out.print(f"deleted run {deleted.id} and its {deleted.pair_count} pairs")
+
+
+@app.command()
 def demo() -> None:
     """Build the sample dataset and run a whole training run offline."""
     from dmflow.sample import build_sample_dataset

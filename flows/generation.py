@@ -21,7 +21,6 @@ from prefect.artifacts import (
 )
 
 from dmflow.chunks import Chunk, open_chunk_source
-from dmflow.database import open_store
 from dmflow.errors import ConcurrentUpdate
 from dmflow.generation.factory import build_generator
 from dmflow.models import TrainingRun
@@ -29,6 +28,7 @@ from dmflow.params import RunParams
 from dmflow.settings import Settings
 from dmflow.status import Phase, RunStatus
 from dmflow.store.base import RunStore
+from flows.events import open_flow_store
 from flows.hooks import phase_failure_hook
 from tasks.generation import generate_batch
 
@@ -72,7 +72,7 @@ async def generate_training_data(run_id: UUID, attempt: int | None = None) -> di
     """Generate question/chunk pairs for every chunk not yet in the run's ledger."""
     logger = get_run_logger()
     settings = Settings()
-    store = open_store(settings)
+    store = open_flow_store()
     try:
         run = store.get_run(run_id)
         if attempt is not None and run.attempt != attempt:

@@ -11,10 +11,9 @@ from prefect import Flow
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.flows import FlowStateHook
 
-from dmflow.database import open_store
 from dmflow.errors import ConcurrentUpdate, DmflowError
-from dmflow.settings import Settings
 from dmflow.status import Phase, RunStatus
+from flows.events import open_flow_store
 
 logger = logging.getLogger("dmflow.hooks")
 
@@ -39,7 +38,7 @@ def mark_phase_failed(phase: Phase, run_id: UUID, attempt: int | None, message: 
     """Move the run from the phase's active status to its failed one. False when the run
     is elsewhere (already failed, moved on, or taken over by a newer attempt)."""
     active, failed = RunStatus.active_status_of(phase), RunStatus.failed_status_of(phase)
-    store = open_store(Settings())
+    store = open_flow_store()
     try:
         run = store.get_run(run_id)
         if run.status is not active or (attempt is not None and run.attempt != attempt):
@@ -78,7 +77,7 @@ def phase_failure_hook(phase: Phase) -> Hook:
 def mark_active_run_failed(flow_run_id: UUID, message: str) -> bool:
     """For the parent flow: fail the run it drives in the phase the database says it is
     in. A phase status written by a subflow's own hook is never overwritten."""
-    store = open_store(Settings())
+    store = open_flow_store()
     try:
         run = store.find_run_by_flow_run_id(flow_run_id)
     finally:

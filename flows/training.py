@@ -15,7 +15,6 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 
-from dmflow.database import open_store
 from dmflow.errors import ConcurrentUpdate
 from dmflow.models import TrainingPair, TrainingRun
 from dmflow.params import RunParams
@@ -25,6 +24,7 @@ from dmflow.store.base import RunStore
 from dmflow.training.base import DeepMemoryTrainer, JobState, JobStatus, TrainingError
 from dmflow.training.evaluation import RECALL_AT, split_by_chunk
 from dmflow.training.factory import build_trainer
+from flows.events import open_flow_store
 from flows.hooks import phase_failure_hook
 from tasks.training import job_status, submit_job
 
@@ -93,7 +93,7 @@ async def train_deep_memory(run_id: UUID, attempt: int | None = None) -> dict[st
     """Train Deep Memory on the run's pairs, evaluate it, complete the run."""
     logger = get_run_logger()
     settings = Settings()
-    store = open_store(settings)
+    store = open_flow_store()
     try:
         run = store.get_run(run_id)
         if attempt is not None and run.attempt != attempt:

@@ -16,12 +16,11 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_flow_run
 
-from dmflow.database import open_store
 from dmflow.models import TrainingRun
 from dmflow.params import RunParams
-from dmflow.settings import Settings
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
+from flows.events import open_flow_store
 from flows.generation import generate_training_data
 from flows.hooks import parent_failure_hook
 from flows.training import train_deep_memory
@@ -77,7 +76,7 @@ async def training_run(
         trainer=trainer,
     )
     flow_run_id = UUID(str(current_flow_run.id)) if current_flow_run.id else None
-    store = open_store(Settings())
+    store = open_flow_store()
     try:
         run = store.find_run_by_flow_run_id(flow_run_id) if flow_run_id else None
         if run is None:

@@ -1,0 +1,66 @@
+"""Prefect events on every status change, so automations can react to them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prefect.events import emit_event
+
+from dmflow.models import TrainingRun
+from dmflow.status import RunStatus
+from dmflow.store.base import RunStore
+
+logger = logging.getLogger("dmflow.events")
+
+
+def emit_status_event(run: TrainingRun) -> None:
+    """`dmflow.run.<status>` with the run as the resource."""
+    try:
+        emit_event(
+            event=f"dmflow.run.{run.status.value}",
+            resource={
+                "prefect.resource.id": f"dmflow.run.{run.id}",
+                "prefect.resource.name": run.dataset,
+                "dmflow.dataset": run.dataset,
+            },
+            payload={
+                "run_id": str(run.id),
+                "status": run.status.value,
+                "attempt": run.attempt,
+                "pair_count": run.pair_count,
+                "error_message": run.error_message,
+            },
+        )
+    except Exception:  # an event that cannot be sent must not fail the run
+        logger.exception("could not emit the status event of run %s", run.id)
+
+
+class EventingRunStore:
+    """A `RunStore` that emits an event after every status change it makes."""
+
+    def __init__(self, inner: RunStore) -> None:
+        self._inner = inner
+
+    def transition(self, run: TrainingRun, to_status: RunStatus, **kwargs: Any) -> TrainingRun:
+        moved = self._inner.transition(run, to_status, **kwargs)
+        emit_status_event(moved)
+        return moved
+
+    def create_run(self, dataset: str, **kwargs: Any) -> TrainingRun:
+        created = self._inner.create_run(dataset, **kwargs)
+        emit_status_event(created)
+        return created
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def open_flow_store() -> RunStore:
+    """The store flows use: the configured one, emitting status events."""
+    from typing import cast
+
+    from dmflow.database import open_store
+    from dmflow.settings import Settings
+
+    return cast(RunStore, EventingRunStore(open_store(Settings())))
