@@ -282,6 +282,16 @@ def delete(
     out.print(f"deleted run {deleted.id} and its {deleted.pair_count} pairs")
 
 
+@app.command(name="serve")
+def serve_deployments() -> None:
+    """Serve every deployment (training-run, recover-training-run, recover-failed-runs
+    every 15 minutes, delete-failed-run) from this process. Point PREFECT_API_URL at
+    your Prefect server first."""
+    from flows.serve import serve_all
+
+    serve_all()
+
+
 @app.command()
 def demo() -> None:
     """Build the sample dataset and run a whole training run offline."""
