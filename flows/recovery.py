@@ -21,10 +21,9 @@ from dmflow.models import TrainingRun
 from dmflow.params import RunParams
 from dmflow.settings import Settings
 from dmflow.status import RunStatus
-from dmflow.store.base import RunStore
 from flows.events import open_flow_store
 from flows.hooks import mark_phase_failed, parent_failure_hook
-from flows.training_run import drive
+from flows.training_run import drive, resume_point
 
 _ALIVE = {StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED}
 
@@ -68,15 +67,6 @@ async def reconcile(run: TrainingRun, settings: Settings) -> TrainingRun | None:
     return run
 
 
-def _recovery_start(store: RunStore, run: TrainingRun, flow_run_id: UUID | None) -> TrainingRun:
-    """The compare-and-set that makes exactly one of two concurrent recoveries win."""
-    if run.status is RunStatus.GENERATING_FAILED:
-        return store.transition(run, RunStatus.GENERATING, flow_run_id=flow_run_id)
-    if run.status is RunStatus.TRAINING_FAILED:
-        return store.transition(run, RunStatus.TRAINING, flow_run_id=flow_run_id)
-    return run
-
-
 @flow(
     name="recover-training-run",
     flow_run_name="recover-{run_id}",
@@ -106,7 +96,7 @@ async def recover_training_run(run_id: UUID) -> dict[str, Any]:
             run = store.get_run(run.id)
         flow_run_id = UUID(str(current_flow_run.id)) if current_flow_run.id else None
         params = RunParams.model_validate(run.params)
-        run = _recovery_start(store, run, flow_run_id)
+        run = resume_point(store, run, flow_run_id)
         logger.info("recovering run %s from %s (attempt %d)", run.id, run.status.value, run.attempt)
         run = await drive(
             run,

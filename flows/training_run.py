@@ -26,12 +26,13 @@ from flows.hooks import parent_failure_hook
 from flows.training import train_deep_memory
 
 
-def resume_point(store: RunStore, run: TrainingRun) -> TrainingRun:
-    """Move a failed run back into its phase (a recovery transition bumps `attempt`)."""
+def resume_point(store: RunStore, run: TrainingRun, flow_run_id: UUID | None = None) -> TrainingRun:
+    """Move a failed run back into its phase. The recovery transition bumps `attempt`;
+    as a compare-and-set it lets exactly one of two concurrent resumes win."""
     if run.status is RunStatus.GENERATING_FAILED:
-        return store.transition(run, RunStatus.GENERATING)
+        return store.transition(run, RunStatus.GENERATING, flow_run_id=flow_run_id)
     if run.status is RunStatus.TRAINING_FAILED:
-        return store.transition(run, RunStatus.TRAINING)
+        return store.transition(run, RunStatus.TRAINING, flow_run_id=flow_run_id)
     return run
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -19,21 +18,6 @@ from flows.generation import generate_training_data
 from flows.recovery import recover_failed_runs, recover_training_run
 from tests.fixtures.cli import CliRunner, clean_env
 from tests.fixtures.postgres import Database
-
-
-@pytest.fixture
-def flow_env(
-    monkeypatch: pytest.MonkeyPatch, db: Database, prefect_api_url: str, tmp_path: Path
-) -> dict[str, str]:
-    values = {
-        "DMFLOW_DATABASE_URL": db.url,
-        "DMFLOW_DATA_DIR": str(tmp_path),
-        "PREFECT_API_URL": prefect_api_url,
-        "DMFLOW_RECOVERY_BACKOFF_S": "0",
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
 
 
 def half_generated_then_failed(store: PostgresRunStore, dataset: str) -> TrainingRun:

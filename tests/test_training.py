@@ -95,16 +95,6 @@ def test_preflight_refuses_what_cannot_work(make_dataset: MakeDataset, tmp_path:
         trainer.preflight(str(tmp_path / "missing"))
 
 
-@pytest.fixture
-def flow_env(
-    monkeypatch: pytest.MonkeyPatch, db: Database, prefect_api_url: str, tmp_path: Path
-) -> Path:
-    monkeypatch.setenv("DMFLOW_DATABASE_URL", db.url)
-    monkeypatch.setenv("DMFLOW_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("PREFECT_API_URL", prefect_api_url)
-    return tmp_path
-
-
 def generated_run(store: PostgresRunStore, dataset: str, **params: object) -> object:
     run = store.create_run(dataset, params={"generator": "local", **params})
     asyncio.run(generate_training_data(run.id))
@@ -112,7 +102,7 @@ def generated_run(store: PostgresRunStore, dataset: str, **params: object) -> ob
 
 
 def test_training_subflow_completes_the_run(
-    flow_env: Path, store: PostgresRunStore, db: Database, sample_dataset: str
+    flow_env: dict[str, str], store: PostgresRunStore, db: Database, sample_dataset: str
 ) -> None:
     run = generated_run(store, sample_dataset, poll_intervals_s=[0.2])
     result = asyncio.run(train_deep_memory(run.id))  # type: ignore[attr-defined]
@@ -126,10 +116,13 @@ def test_training_subflow_completes_the_run(
 
 
 def test_a_running_job_is_reattached_not_resubmitted(
-    flow_env: Path, store: PostgresRunStore, sample_dataset: str, sample_pairs: list[TrainingPair]
+    flow_env: dict[str, str],
+    store: PostgresRunStore,
+    sample_dataset: str,
+    sample_pairs: list[TrainingPair],
 ) -> None:
     run = generated_run(store, sample_dataset, poll_intervals_s=[0.2])
-    trainer = LocalAdapterTrainer(flow_env / "deep-memory-jobs")
+    trainer = LocalAdapterTrainer(Path(flow_env["DMFLOW_DATA_DIR"]) / "deep-memory-jobs")
     train, held = split_by_chunk(sample_pairs)
     job_id = trainer.submit(sample_dataset, train, held)  # as if an earlier attempt had
     training = store.transition(store.get_run(run.id), RunStatus.TRAINING)  # type: ignore[attr-defined]
@@ -139,14 +132,16 @@ def test_a_running_job_is_reattached_not_resubmitted(
 
     done = store.get_run(run.id)  # type: ignore[attr-defined]
     assert (done.status, done.deeplake_job_id) == (RunStatus.COMPLETED, job_id)
-    assert [p.stem for p in (flow_env / "deep-memory-jobs").glob("*.json")] == [job_id]
+    assert [
+        p.stem for p in (Path(flow_env["DMFLOW_DATA_DIR"]) / "deep-memory-jobs").glob("*.json")
+    ] == [job_id]
 
 
 def test_a_failed_job_is_submitted_anew(
-    flow_env: Path, store: PostgresRunStore, sample_dataset: str
+    flow_env: dict[str, str], store: PostgresRunStore, sample_dataset: str
 ) -> None:
     run = generated_run(store, sample_dataset, poll_intervals_s=[0.2])
-    jobs = flow_env / "deep-memory-jobs"
+    jobs = Path(flow_env["DMFLOW_DATA_DIR"]) / "deep-memory-jobs"
     jobs.mkdir()
     (jobs / "local-failed.json").write_text(
         json.dumps({"state": "failed", "dataset": sample_dataset, "error": "boom", "pid": 1})
@@ -162,7 +157,7 @@ def test_a_failed_job_is_submitted_anew(
 
 
 def test_a_training_failure_marks_the_run_training_failed(
-    flow_env: Path, store: PostgresRunStore, sample_dataset: str
+    flow_env: dict[str, str], store: PostgresRunStore, sample_dataset: str
 ) -> None:
     run = generated_run(store, sample_dataset, trainer="managed")
     with pytest.raises(TrainingError, match="managed"):

@@ -12,21 +12,6 @@ from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
 from flows.training_run import training_run
 from tests.fixtures.cli import CliRunner, clean_env
-from tests.fixtures.postgres import Database
-
-
-@pytest.fixture
-def flow_env(
-    monkeypatch: pytest.MonkeyPatch, db: Database, prefect_api_url: str, tmp_path: Path
-) -> dict[str, str]:
-    values = {
-        "DMFLOW_DATABASE_URL": db.url,
-        "DMFLOW_DATA_DIR": str(tmp_path),
-        "PREFECT_API_URL": prefect_api_url,
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
 
 
 def test_a_whole_run_completes(
