@@ -26,19 +26,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def env(
-    monkeypatch: pytest.MonkeyPatch, db: Database, prefect_api_url: str, llm_server: LLMServer
+    monkeypatch: pytest.MonkeyPatch, flow_env: dict[str, str], llm_server: LLMServer
 ) -> dict[str, str]:
+    """flow_env plus the local LLM test server as the openai generator's endpoint."""
     values = {
-        "DMFLOW_DATABASE_URL": db.url,
         "DMFLOW_LLM_BASE_URL": llm_server.url,
         "DMFLOW_LLM_API_KEY": "sk-test",
         "DMFLOW_LLM_TIMEOUT_S": "5",
         "DMFLOW_LLM_MAX_ATTEMPTS": "3",
-        "PREFECT_API_URL": prefect_api_url,
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
-    return values
+    return {**flow_env, **values}
 
 
 def ledger_stats(db: Database, run_id: object) -> tuple[int, int, int]:
