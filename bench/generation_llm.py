@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 CHUNKS = 2_000
 LATENCY_S = 0.2
@@ -19,11 +22,19 @@ CONCURRENCY = 32
 
 def main() -> None:
     from bench.common import bench_environment, synthetic_dataset
-    from tests.fixtures.llm_server import start_llm_server
 
-    server, httpd = start_llm_server()
+    # The test server runs in its own process, as a real endpoint would: in this one
+    # it would compete with the pipeline for the GIL.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.fixtures.llm_server", str(LATENCY_S)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert server.stdout is not None
+    url = server.stdout.readline().strip()
     os.environ.update(
-        DMFLOW_LLM_BASE_URL=server.url,
+        DMFLOW_LLM_BASE_URL=url,
         DMFLOW_LLM_API_KEY="sk-bench",
         DMFLOW_LLM_CONCURRENCY=str(CONCURRENCY),
     )
@@ -36,22 +47,20 @@ def main() -> None:
         warmup = synthetic_dataset(root / "warmup", 8)
         store = open_store(Settings())
         asyncio.run(generate_training_data(store.create_run(str(warmup)).id))
-        server.reset()
-        server.latency_s = LATENCY_S
         run = store.create_run(str(dataset), params={"generator": "openai", "max_pairs": 10**9})
         started = time.perf_counter()
         asyncio.run(generate_training_data(run.id))
         elapsed = time.perf_counter() - started
         done = store.get_run(run.id)
         store.close()
-    httpd.shutdown()
+    server.terminate()
     ideal = CONCURRENCY / LATENCY_S
     rate = done.processed_chunks / elapsed
     print("benchmark b: openai generator, test server +200 ms per request")
     print(
         f"  {done.processed_chunks} chunks in {elapsed:.1f} s: {rate:.1f} chunks/s; ideal "
         f"{ideal:.0f} chunks/s at concurrency {CONCURRENCY}: {100 * rate / ideal:.1f} % of ideal"
-        f" ({server.total_requests} requests)"
+        f" ({done.usage.get('requests', 0):g} requests)"
     )
 
 
