@@ -319,11 +319,15 @@ def demo() -> None:
 
 
 def main() -> None:
+    from flows.runtime import release_stray_worker_threads
+
     try:
         app()
     except DmflowError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(1)
+    finally:
+        release_stray_worker_threads()
 
 
 if __name__ == "__main__":

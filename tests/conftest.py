@@ -15,18 +15,6 @@ pytest_plugins = [
 
 
 def pytest_unconfigure(config: object) -> None:
-    """Let the interpreter exit: AnyIO's worker threads are not daemon threads and
-    wait for their event loop's root task, which for Prefect's loop threads never
-    ends. Seen here as a test session that finished but never exited."""
-    import contextlib
-    import queue
-    import threading
+    from flows.runtime import release_stray_worker_threads
 
-    try:
-        from anyio._backends._asyncio import WorkerThread
-    except ImportError:
-        return
-    for thread in threading.enumerate():
-        if isinstance(thread, WorkerThread) and thread.is_alive():
-            with contextlib.suppress(queue.Full):
-                thread.queue.put_nowait(None)
+    release_stray_worker_threads()
