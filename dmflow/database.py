@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 from dmflow.db.local_postgres import LocalPostgres
 from dmflow.errors import ConfigurationError
 from dmflow.settings import Settings
 from dmflow.store.base import RunStore
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """Whether every existing directory above `path` lets other users pass."""
+    return all(parent.stat().st_mode & 0o001 for parent in path.parents if parent.exists())
+
+
+def embedded_database_dir(settings: Settings) -> Path:
+    """`<data dir>/postgres`; as root, when the `postgres` user (who runs the server,
+    since PostgreSQL refuses root) cannot reach it - a checkout under /root, say -
+    a directory of its own under /var/lib/dmflow instead."""
+    wanted = settings.resolved_data_dir() / "postgres"
+    if os.geteuid() != 0 or _reachable_by_others(wanted):
+        return wanted
+    digest = hashlib.sha1(str(wanted).encode()).hexdigest()[:12]
+    fallback = Path("/var/lib/dmflow") / f"postgres-{digest}"
+    fallback.parent.mkdir(parents=True, exist_ok=True)
+    fallback.parent.chmod(0o755)
+    return fallback
+
+
 def database_url(settings: Settings) -> str:
     """DMFLOW_DATABASE_URL, or the embedded local PostgreSQL (started if needed)."""
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
-    local = LocalPostgres(
-        settings.resolved_data_dir() / "postgres", bin_dir=settings.postgres_bin_dir
-    )
+    local = LocalPostgres(embedded_database_dir(settings), bin_dir=settings.postgres_bin_dir)
     return local.ensure_running()
 
 

@@ -76,10 +76,18 @@ def test_embedded_database_as_a_normal_user(dmflow: CliRunner, data_dir: Path) -
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hits PostgreSQL's refusal")
-def test_root_with_an_unreachable_data_dir_gets_advice(dmflow: CliRunner, tmp_path: Path) -> None:
+def test_root_with_a_private_data_dir_gets_a_reachable_cluster(
+    dmflow: CliRunner, tmp_path: Path
+) -> None:
+    from dmflow.database import embedded_database_dir
+    from dmflow.settings import Settings
+
     private = tmp_path / "private"  # pytest's tmp dirs are 0700 and owned by root
     private.mkdir(mode=0o700)
-    (private / "inner").mkdir()
-    result = dmflow("runs", env=clean_env(DMFLOW_DATA_DIR=str(private / "inner")))
-    assert result.returncode == 1
-    assert "DMFLOW_DATA_DIR" in result.stderr and "postgres" in result.stderr
+    data_dir = private / "inner"
+    result = dmflow("runs", env=clean_env(DMFLOW_DATA_DIR=str(data_dir)))
+    assert result.returncode == 0, result.stderr
+    cluster = embedded_database_dir(Settings(data_dir=data_dir))
+    assert str(cluster).startswith("/var/lib/dmflow/postgres-")
+    LocalPostgres(cluster).stop()
+    shutil.rmtree(cluster, ignore_errors=True)
