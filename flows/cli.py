@@ -185,8 +185,8 @@ def _print_outcome(run: TrainingRun) -> None:
         out.print(table)
 
 
-def _run_flow(dataset: str, **parameters: object) -> TrainingRun | None:
-    """Run the parent flow in this process; the run it drove, or None if none was made."""
+def _run_flow(dataset: str, **parameters: object) -> TrainingRun:
+    """Run the parent flow in this process and return the run it drove."""
     from prefect.client.schemas.objects import State
 
     from flows.training_run import training_run
@@ -234,8 +234,6 @@ def run(
         train=train,
         trainer=trainer,
     )
-    if finished is None:
-        raise DmflowError("the training run did not start")
     _print_outcome(finished)
     wanted = RunStatus.COMPLETED if train else RunStatus.GENERATED
     if finished.status is not wanted:
@@ -311,8 +309,6 @@ def demo() -> None:
         "(the first Prefect call starts a temporary server: ~20 s)"
     )
     finished = _run_flow(str(dataset))
-    if finished is None:
-        raise DmflowError("the demo's training run did not start")
     _print_outcome(finished)
     if finished.status is not RunStatus.COMPLETED:
         raise typer.Exit(1)

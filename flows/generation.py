@@ -27,7 +27,7 @@ from dmflow.models import TrainingRun
 from dmflow.params import RunParams
 from dmflow.settings import Settings
 from dmflow.status import Phase, RunStatus
-from dmflow.store.base import RunStore
+from dmflow.store.base import RunStore, fenced_run
 from flows.events import open_flow_store
 from flows.hooks import phase_failure_hook
 from tasks.generation import generate_batch
@@ -74,9 +74,7 @@ async def generate_training_data(run_id: UUID, attempt: int | None = None) -> di
     settings = Settings()
     store = open_flow_store()
     try:
-        run = store.get_run(run_id)
-        if attempt is not None and run.attempt != attempt:
-            raise ConcurrentUpdate(run.id, run.status.value, run.attempt)
+        run = fenced_run(store, run_id, attempt)
         if run.status is not RunStatus.GENERATING:
             if run.status is RunStatus.GENERATED or run.status.phase is Phase.TRAINING:
                 logger.info("run %s is already %s: nothing to generate", run.id, run.status.value)

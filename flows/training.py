@@ -20,7 +20,7 @@ from dmflow.models import TrainingPair, TrainingRun
 from dmflow.params import RunParams
 from dmflow.settings import Settings
 from dmflow.status import Phase, RunStatus
-from dmflow.store.base import RunStore
+from dmflow.store.base import RunStore, fenced_run
 from dmflow.training.base import DeepMemoryTrainer, JobState, JobStatus, TrainingError
 from dmflow.training.evaluation import RECALL_AT, split_by_chunk
 from dmflow.training.factory import build_trainer
@@ -95,9 +95,7 @@ async def train_deep_memory(run_id: UUID, attempt: int | None = None) -> dict[st
     settings = Settings()
     store = open_flow_store()
     try:
-        run = store.get_run(run_id)
-        if attempt is not None and run.attempt != attempt:
-            raise ConcurrentUpdate(run.id, run.status.value, run.attempt)
+        run = fenced_run(store, run_id, attempt)
         if run.status is RunStatus.COMPLETED:
             logger.info("run %s is already completed", run.id)
             return {"run_id": str(run.id), "status": run.status.value, "metrics": run.metrics}

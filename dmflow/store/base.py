@@ -105,6 +105,15 @@ class RunStore(Protocol):
     def close(self) -> None: ...
 
 
+def fenced_run(store: RunStore, run_id: UUID, attempt: int | None) -> TrainingRun:
+    """The run, refused with `ConcurrentUpdate` when a newer attempt has taken it over
+    (`attempt` None: whatever attempt is current)."""
+    run = store.get_run(run_id)
+    if attempt is not None and run.attempt != attempt:
+        raise ConcurrentUpdate(run.id, run.status.value, run.attempt)
+    return run
+
+
 def batch_payload(
     results: Sequence[ChunkResult],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
