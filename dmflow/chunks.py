@@ -7,8 +7,10 @@ from typing import Any, NamedTuple, Protocol
 
 from pydantic import SecretStr
 
-from dmflow.deeplake_support import import_deeplake
+from dmflow.deadline import run_with_deadline
+from dmflow.deeplake_support import import_deeplake, point_at_activeloop
 from dmflow.errors import DmflowError
+from dmflow.settings import Settings
 
 REQUIRED_TENSORS = ("id", "text")
 
@@ -51,11 +53,22 @@ class DeepLakeChunkSource:
     """
 
     def __init__(
-        self, path: str, *, token: SecretStr | None = None, read_window: int = 256
+        self,
+        path: str,
+        *,
+        token: SecretStr | None = None,
+        activeloop_endpoint: str | None = None,
+        open_deadline_s: float = 60.0,
+        read_window: int = 256,
     ) -> None:
         self.path = path
         self._window = read_window
-        self._dataset = self._open(path, token)
+        if activeloop_endpoint and path.startswith("hub://"):
+            import_deeplake()
+            point_at_activeloop(activeloop_endpoint)
+        self._dataset = run_with_deadline(
+            open_deadline_s, f"opening {path}", lambda: self._open(path, token)
+        )
         missing = [t for t in REQUIRED_TENSORS if t not in self._dataset.tensors]
         if missing:
             raise ChunkSourceError(
@@ -134,5 +147,10 @@ class DeepLakeChunkSource:
             yield pending
 
 
-def open_chunk_source(dataset: str, token: SecretStr | None = None) -> DeepLakeChunkSource:
-    return DeepLakeChunkSource(dataset, token=token)
+def open_chunk_source(dataset: str, settings: Settings) -> DeepLakeChunkSource:
+    return DeepLakeChunkSource(
+        dataset,
+        token=settings.activeloop_token,
+        activeloop_endpoint=settings.activeloop_endpoint,
+        open_deadline_s=settings.activeloop_request_deadline_s,
+    )

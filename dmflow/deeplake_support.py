@@ -38,3 +38,19 @@ def import_deeplake() -> ModuleType:
 
     module: ModuleType = deeplake
     return module
+
+
+def point_at_activeloop(endpoint: str) -> None:
+    """Send deeplake's backend calls to `endpoint` (a proxy, a test server) instead of
+    app.activeloop.ai. Its client reads this module constant on every request."""
+    import deeplake.client.client as backend
+
+    backend.HUB_REST_ENDPOINT = endpoint.rstrip("/")
+
+
+def keep_telemetry_off() -> None:
+    """deeplake's client turns reporting consent on for every user it signs in; undo that,
+    so a later deeplake use without BUGGER_OFF does not send what it reports."""
+    from deeplake.util.bugout_reporter import save_reporting_config
+
+    save_reporting_config(False)

@@ -25,6 +25,11 @@ class RunParams(BaseModel):
     """False: the run waits at `generated` for review; `dmflow recover` trains it."""
     trainer: Literal["local", "managed"] = "local"
     """`local`: an offline query adapter next to the dataset; `managed`: Activeloop."""
+    embedder: str | None = None
+    """How questions are embedded; it must be what made the dataset's embeddings
+    (default: the name the dataset records, else hashing-512). Set on the run at start."""
+    include_previous_runs: bool = False
+    """Incremental retraining: also train on the pairs of the dataset's earlier completed runs."""
     poll_intervals_s: list[float] | None = None
     """Waits between job status checks, the last one repeating (default: the trainer's)."""
     training_timeout_s: float = Field(default=6 * 3600, gt=0)

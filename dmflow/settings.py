@@ -31,6 +31,17 @@ class Settings(BaseSettings):
 
     activeloop_token: SecretStr | None = None
     """Token for `hub://` datasets and Activeloop Deep Memory."""
+    activeloop_endpoint: str | None = None
+    """Activeloop's API base URL (unset: https://app.activeloop.ai)."""
+    activeloop_request_deadline_s: float = Field(default=60.0, gt=0)
+    """Hard limit on one Activeloop call: its client retries connection errors forever."""
+    activeloop_submit_deadline_s: float = Field(default=1800.0, gt=0)
+    """Hard limit on writing the queries dataset and starting a Deep Memory job."""
+
+    embedding_base_url: str | None = None
+    """OpenAI-compatible embeddings endpoint for `openai:<model>` (unset: the LLM's)."""
+    embedding_api_key: SecretStr | None = None
+    """Key for the embeddings endpoint (unset: DMFLOW_LLM_API_KEY)."""
 
     llm_base_url: str | None = None
     """OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server...); unset: OpenAI."""
@@ -62,6 +73,9 @@ class Settings(BaseSettings):
         "supabase_url",
         "supabase_key",
         "activeloop_token",
+        "activeloop_endpoint",
+        "embedding_base_url",
+        "embedding_api_key",
         "llm_base_url",
         "llm_api_key",
         mode="before",

@@ -88,7 +88,7 @@ async def generate_training_data(run_id: UUID, attempt: int | None = None) -> di
 async def _generate(run: TrainingRun, store: RunStore, settings: Settings) -> dict[str, Any]:
     logger = get_run_logger()
     params = RunParams.model_validate(run.params)
-    source = await asyncio.to_thread(open_chunk_source, run.dataset, settings.activeloop_token)
+    source = await asyncio.to_thread(open_chunk_source, run.dataset, settings)
     run = await asyncio.to_thread(store.update_progress, run, total_chunks=source.total)
     recorded = await asyncio.to_thread(store.recorded_chunk_ids, run.id)
     generator = build_generator(params, settings)

@@ -51,7 +51,32 @@ def recall_markdown(run: TrainingRun, metrics: dict[str, Any]) -> str:
             change = f"{100 * (now - was):+.1f} pts" if now is not None else ""
             shown = f"{now:.3f}" if now is not None else "n/a"
             lines.append(f"| @{k} | {was:.3f} | {shown} | {change} |")
+    if before and not after:
+        lines += [
+            "",
+            "`after`: the managed service does not report recall to dmflow; the figures above "
+            "are the base embeddings' recall on the held-out questions.",
+        ]
     return "\n".join(lines)
+
+
+def training_pairs(store: RunStore, run: TrainingRun, params: RunParams) -> list[TrainingPair]:
+    """The run's pairs; with `include_previous_runs`, also those of the dataset's earlier
+    completed runs (a question/chunk pair counts once)."""
+    runs = [run]
+    if params.include_previous_runs:
+        earlier = store.list_runs(dataset=run.dataset, limit=1000)
+        runs += [r for r in earlier if r.status is RunStatus.COMPLETED and r.id != run.id]
+    seen: set[tuple[str, str]] = set()
+    pairs: list[TrainingPair] = []
+    for source in runs:
+        for page in store.iter_pairs(source.id):
+            for pair in page:
+                key = (pair.question_text, pair.chunk_id)
+                if key not in seen:
+                    seen.add(key)
+                    pairs.append(pair)
+    return pairs
 
 
 async def _poll(
@@ -112,7 +137,7 @@ async def _train(run: TrainingRun, store: RunStore, settings: Settings) -> dict[
     logger = get_run_logger()
     params = RunParams.model_validate(run.params)
     trainer = build_trainer(params, settings)
-    await asyncio.to_thread(trainer.preflight, run.dataset)
+    embedder = await asyncio.to_thread(trainer.preflight, run.dataset)
     job_id = run.deeplake_job_id
     if job_id is not None:
         try:
@@ -127,9 +152,7 @@ async def _train(run: TrainingRun, store: RunStore, settings: Settings) -> dict[
                 logger.info("job %s failed (%s): submitting anew", job_id, previous.error)
                 job_id = None
     if job_id is None:
-        pairs: list[TrainingPair] = []
-        for page in await asyncio.to_thread(lambda: list(store.iter_pairs(run.id))):
-            pairs.extend(page)
+        pairs = await asyncio.to_thread(training_pairs, store, run, params)
         if not pairs:
             raise TrainingError("the run has no pairs to train on: its generation made none")
         train, held = split_by_chunk(pairs)
@@ -142,7 +165,12 @@ async def _train(run: TrainingRun, store: RunStore, settings: Settings) -> dict[
     status = await _poll(trainer, job_id, store, run, intervals, params.training_timeout_s)
     if status.state is JobState.FAILED:
         raise TrainingError(f"Deep Memory job {job_id} failed: {status.error}")
-    metrics = {**status.metrics, "job_id": job_id}
+    metrics = {**status.metrics, "job_id": job_id, "embedder": embedder}
+    if "before" not in metrics:
+        # The service does not evaluate for us: report recall with the base embeddings.
+        train, held = split_by_chunk(await asyncio.to_thread(training_pairs, store, run, params))
+        metrics.update(await asyncio.to_thread(trainer.baseline, run.dataset, held))
+        metrics["train_pairs"] = len(train)
     run = await asyncio.to_thread(store.update_progress, run, metrics=metrics)
     run = await asyncio.to_thread(store.transition, run, RunStatus.COMPLETED)
     await acreate_markdown_artifact(

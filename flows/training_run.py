@@ -10,6 +10,7 @@ parent would start every subflow as a new run.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 from uuid import UUID
 
@@ -18,8 +19,10 @@ from prefect.runtime import flow_run as current_flow_run
 
 from dmflow.models import TrainingRun
 from dmflow.params import RunParams
+from dmflow.settings import Settings
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
+from dmflow.training.factory import build_trainer
 from flows.events import open_flow_store
 from flows.generation import generate_training_data
 from flows.hooks import parent_failure_hook
@@ -47,6 +50,15 @@ async def drive(run: TrainingRun, store: RunStore, train: bool) -> TrainingRun:
     return run
 
 
+async def preflight(dataset: str, params: RunParams) -> RunParams:
+    """Refuse what training cannot do before generation spends anything (a local path for
+    the managed trainer, no token, a plan without Deep Memory, a mismatched embedder), and
+    record the embedder the run will use."""
+    trainer = build_trainer(params, Settings())
+    embedder = await asyncio.to_thread(trainer.preflight, dataset)
+    return params.model_copy(update={"embedder": embedder})
+
+
 @flow(
     name="training-run",
     flow_run_name="training-run-{dataset}",
@@ -64,6 +76,8 @@ async def training_run(
     batch_size: int = 64,
     train: bool = True,
     trainer: Literal["local", "managed"] = "local",
+    embedder: str | None = None,
+    include_previous_runs: bool = False,
 ) -> dict[str, Any]:
     """Generate question/chunk pairs for a DeepLake dataset, then train Deep Memory."""
     logger = get_run_logger()
@@ -75,12 +89,16 @@ async def training_run(
         batch_size=batch_size,
         train=train,
         trainer=trainer,
+        embedder=embedder,
+        include_previous_runs=include_previous_runs,
     )
     flow_run_id = UUID(str(current_flow_run.id)) if current_flow_run.id else None
     store = open_flow_store()
     try:
         run = store.find_run_by_flow_run_id(flow_run_id) if flow_run_id else None
         if run is None:
+            if train:
+                params = await preflight(dataset, params)
             run = store.create_run(
                 dataset,
                 user_id=user_id,

@@ -6,9 +6,20 @@ import asyncio
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 
 from dmflow.models import TrainingPair
-from dmflow.training.base import DeepMemoryTrainer, JobStatus
+from dmflow.training.base import DeepMemoryTrainer, JobStatus, TrainerUnavailable, TrainingError
+
+
+def worth_retrying(task: object, task_run: object, state: State) -> bool:
+    """A refused token or a missing job stays refused; a silent or failing service may not."""
+    # _sync: the condition runs inside async task engines too, where result() would
+    # hand back a coroutine.
+    error = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
+    if isinstance(error, TrainerUnavailable):
+        return True
+    return not isinstance(error, TrainingError)
 
 
 # No retries: a submission that may have reached the service must not be repeated
@@ -29,6 +40,7 @@ async def submit_job(
     cache_policy=NO_CACHE,
     retries=3,
     retry_delay_seconds=[2, 5, 10],
+    retry_condition_fn=worth_retrying,
 )
 async def job_status(trainer: DeepMemoryTrainer, job_id: str) -> JobStatus:
     return await asyncio.to_thread(trainer.status, job_id)

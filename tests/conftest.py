@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.datasets",
     "tests.fixtures.llm_server",
     "tests.fixtures.prefect",
+    "tests.fixtures.activeloop_server",
 ]
 
 

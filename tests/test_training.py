@@ -165,3 +165,31 @@ def test_a_training_failure_marks_the_run_training_failed(
     failed = store.get_run(run.id)  # type: ignore[attr-defined]
     assert failed.status is RunStatus.TRAINING_FAILED
     assert failed.error_message is not None and "TrainingError" in failed.error_message
+
+
+def test_incremental_retraining_adds_the_pairs_of_earlier_completed_runs(
+    flow_env: dict[str, str], store: PostgresRunStore, db: Database, sample_dataset: str
+) -> None:
+    earlier = generated_run(store, sample_dataset, poll_intervals_s=[0.2], max_pairs=200)
+    asyncio.run(train_deep_memory(earlier.id))  # type: ignore[attr-defined]
+    # Earlier runs asked other questions (another generator, another day).
+    db.execute(
+        "update deep_memory_training_pairs set question_text = question_text || ' (earlier)'"
+        " where training_run_id = %s",
+        (earlier.id,),  # type: ignore[attr-defined]
+    )
+    alone = generated_run(store, sample_dataset, poll_intervals_s=[0.2], max_pairs=300)
+    asyncio.run(train_deep_memory(alone.id))  # type: ignore[attr-defined]
+    both = generated_run(
+        store, sample_dataset, poll_intervals_s=[0.2], max_pairs=300, include_previous_runs=True
+    )
+    asyncio.run(train_deep_memory(both.id))  # type: ignore[attr-defined]
+
+    def trained_on(run: object) -> int:
+        metrics = store.get_run(run.id).metrics  # type: ignore[attr-defined]
+        assert metrics is not None
+        return int(metrics["train_pairs"] + metrics["eval_pairs"])
+
+    assert trained_on(alone) == 300
+    # Its own 300, the earlier run's 200; the other completed run's pairs equal its own.
+    assert trained_on(both) == 300 + 200

@@ -47,10 +47,19 @@ def test_a_generation_failure_is_recorded_by_phase(
     flow_env: dict[str, str], store: PostgresRunStore, tmp_path: Path
 ) -> None:
     with pytest.raises(Exception, match="no DeepLake dataset"):
-        asyncio.run(training_run(str(tmp_path / "nowhere")))
+        asyncio.run(training_run(str(tmp_path / "nowhere"), train=False))
     [run] = store.list_runs()
     assert run.status is RunStatus.GENERATING_FAILED
     assert run.error_message is not None and "no DeepLake dataset" in run.error_message
+
+
+def test_a_run_that_could_not_train_is_refused_before_it_starts(
+    flow_env: dict[str, str], store: PostgresRunStore, tmp_path: Path
+) -> None:
+    # Training's preflight runs first: nothing is created, nothing generated.
+    with pytest.raises(Exception, match="no DeepLake dataset"):
+        asyncio.run(training_run(str(tmp_path / "nowhere")))
+    assert store.list_runs() == []
 
 
 def test_demo_runs_offline_and_prints_recall(
@@ -75,11 +84,18 @@ def test_run_command_exit_codes(
     deferred = dmflow("run", sample_dataset, "--no-train", "--max-pairs", "20", env=env)
     assert deferred.returncode == 0, deferred.stderr[-3000:]
     assert "generated" in deferred.stdout
+    # dmflow's own progress, not Prefect's log lines (they stay in the Prefect UI).
+    assert "Finished in state" not in deferred.stderr
 
     blocked = dmflow("run", sample_dataset, env=env)
     assert blocked.returncode == 1
     assert "already has an unfinished training run" in blocked.stderr
 
-    missing = dmflow("run", str(tmp_path / "nowhere"), env=env)
+    missing = dmflow("run", str(tmp_path / "nowhere"), "--no-train", env=env)
     assert missing.returncode == 1
     assert "generating_failed" in missing.stdout and "no DeepLake dataset" in missing.stderr
+
+    refused = dmflow("run", str(tmp_path / "nowhere"), "--verbose", env=env)
+    assert refused.returncode == 1
+    assert "error: no DeepLake dataset" in refused.stderr
+    assert "Finished in state Failed" in refused.stderr  # --verbose keeps Prefect's lines

@@ -16,6 +16,10 @@ class TrainingError(DmflowError):
     """Training cannot start or did not succeed; the message says what to do."""
 
 
+class TrainerUnavailable(TrainingError):
+    """The service did not answer in time, or answered with a server error: worth retrying."""
+
+
 class JobState(StrEnum):
     PENDING = "pending"
     TRAINING = "training"
@@ -39,8 +43,14 @@ class JobStatus(BaseModel):
 class DeepMemoryTrainer(Protocol):
     name: str
 
-    def preflight(self, dataset: str) -> None:
-        """Refuse, with a clear `TrainingError`, what cannot work, before anything is spent."""
+    def preflight(self, dataset: str) -> str:
+        """Refuse, with a clear `TrainingError`, what cannot work, before anything is spent.
+        Returns the name of the embedder the run's questions will be embedded with."""
+        ...
+
+    def baseline(self, dataset: str, eval_pairs: Sequence[TrainingPair]) -> dict[str, Any]:
+        """Recall on the held-out pairs with the dataset's own embeddings (`before`), for
+        trainers whose service does not evaluate."""
         ...
 
     def submit(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dmflow.params import RunParams
 from dmflow.settings import Settings
-from dmflow.training.base import DeepMemoryTrainer, TrainingError
+from dmflow.training.base import DeepMemoryTrainer
 from dmflow.training.local import LocalAdapterTrainer
+from dmflow.training.managed import ManagedDeepMemoryTrainer
 
 
 def build_trainer(params: RunParams, settings: Settings) -> DeepMemoryTrainer:
-    if params.trainer == "local":
-        return LocalAdapterTrainer(settings.resolved_data_dir() / "deep-memory-jobs")
-    raise TrainingError(
-        "the managed (Activeloop) Deep Memory trainer is not available in this version of "
-        "dmflow: start the run with trainer=local"
-    )
+    if params.trainer == "managed":
+        return ManagedDeepMemoryTrainer(settings, embedder=params.embedder)
+    jobs = settings.resolved_data_dir() / "deep-memory-jobs"
+    return LocalAdapterTrainer(jobs, embedder=params.embedder, settings=settings)

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dmflow.deeplake_support import import_deeplake
-from dmflow.embedding import Embedder, HashingEmbedder
 from dmflow.models import TrainingPair
+from dmflow.settings import Settings
 from dmflow.training.base import JobState, JobStatus, TrainingError
+from dmflow.training.corpus import Corpus, checked_embedder, open_dataset
 from dmflow.training.evaluation import recall_at_k
 
 Matrix = npt.NDArray[np.float32]
@@ -49,16 +49,6 @@ class AdapterConfig:
 def adapter_dir(dataset: str) -> Path:
     path = Path(dataset).expanduser().resolve()
     return path.with_name(path.name + ".deep-memory")
-
-
-def embedder_for(dataset_info: dict[str, Any]) -> Embedder:
-    name = str(dataset_info.get("embedder") or "hashing-512")
-    if name.startswith("hashing-") and name.removeprefix("hashing-").isdigit():
-        return HashingEmbedder(int(name.removeprefix("hashing-")))
-    raise TrainingError(
-        f"the dataset's embeddings were made by {name!r}, which the local trainer cannot "
-        "reproduce offline: questions must be embedded the same way as the chunks"
-    )
 
 
 def train_adapter(
@@ -101,29 +91,34 @@ class LocalAdapterTrainer:
 
     default_poll_intervals_s = (0.5, 1.0, 2.0)
 
-    def __init__(self, jobs_dir: Path, config: AdapterConfig | None = None) -> None:
+    def __init__(
+        self,
+        jobs_dir: Path,
+        *,
+        embedder: str | None = None,
+        settings: Settings | None = None,
+        config: AdapterConfig | None = None,
+    ) -> None:
         self.jobs = jobs_dir
+        self.embedder = embedder
+        self.settings = settings or Settings()
         self.config = config or AdapterConfig()
 
     # -- the trainer protocol ---------------------------------------------------
 
-    def preflight(self, dataset: str) -> None:
+    def preflight(self, dataset: str) -> str:
         if dataset.startswith("hub://"):
             raise TrainingError(
                 f"{dataset} is an Activeloop dataset: train it with the managed trainer "
                 "(trainer=managed); the local trainer needs a local path"
             )
-        corpus = self._open(dataset)
-        if "embedding" not in corpus.tensors:
-            raise TrainingError(f"dataset {dataset} has no `embedding` tensor to train on")
-        embedder = embedder_for(dict(corpus.info))
-        dimension = int(corpus.embedding.shape[1])
-        if embedder.dimension != dimension:
-            raise TrainingError(
-                f"embedder {embedder.name} makes {embedder.dimension}-d vectors but the "
-                f"dataset's embeddings are {dimension}-d: use the embedder the dataset was "
-                "built with"
-            )
+        return checked_embedder(open_dataset(dataset), dataset, self.embedder, self.settings).name
+
+    def baseline(self, dataset: str, eval_pairs: Sequence[TrainingPair]) -> dict[str, Any]:
+        corpus = open_dataset(dataset)
+        embedder = checked_embedder(corpus, dataset, self.embedder, self.settings)
+        count, before = Corpus.load(corpus, embedder).recall(list(eval_pairs))
+        return {"eval_pairs": count, "before": before}
 
     def submit(
         self,
@@ -197,21 +192,12 @@ class LocalAdapterTrainer:
         jobs: Path,
         base: dict[str, Any],
     ) -> dict[str, Any]:
-        corpus = self._open(dataset)
-        embedder = embedder_for(dict(corpus.info))
-        ids = [str(v.item() if hasattr(v, "item") else v) for v in corpus.id.numpy(aslist=True)]
-        index = {chunk_id: row for row, chunk_id in enumerate(ids)}
-        embeddings = np.asarray(corpus.embedding.numpy(), dtype=np.float32)
-        norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-        embeddings = (embeddings / np.where(norms > 0, norms, 1)).astype(np.float32)
-
-        def encode(pairs: list[TrainingPair]) -> tuple[Matrix, npt.NDArray[np.int64]]:
-            known = [p for p in pairs if p.chunk_id in index]
-            vectors = embedder.embed([p.question_text for p in known])
-            return vectors, np.array([index[p.chunk_id] for p in known], dtype=np.int64)
-
-        train_q, train_rows = encode(train)
-        held_q, held_rows = encode(held)
+        dataset_handle = open_dataset(dataset)
+        embedder = checked_embedder(dataset_handle, dataset, self.embedder, self.settings)
+        corpus = Corpus.load(dataset_handle, embedder)
+        embeddings = corpus.embeddings
+        train_q, train_rows = corpus.encode(train)
+        held_q, held_rows = corpus.encode(held)
         if len(train_q) == 0:
             raise TrainingError("none of the training pairs' chunks are in the dataset")
 
@@ -237,16 +223,6 @@ class LocalAdapterTrainer:
             "after": after,
             "adapter": str(target / "adapter.npy"),
         }
-
-    @staticmethod
-    def _open(dataset: str) -> Any:
-        deeplake = import_deeplake()
-        from deeplake.util.exceptions import DatasetHandlerError
-
-        try:
-            return deeplake.load(dataset, read_only=True, verbose=False)
-        except DatasetHandlerError:
-            raise TrainingError(f"no DeepLake dataset at {dataset}") from None
 
     def _read(self, job_id: str) -> dict[str, Any]:
         path = self.jobs / f"{job_id}.json"

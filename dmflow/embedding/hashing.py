@@ -1,4 +1,4 @@
-"""`Embedder`: text to vectors. The default needs no model download and no heavy dependency."""
+"""The default embedder: no model download, no heavy dependency, deterministic."""
 
 from __future__ import annotations
 
@@ -8,24 +8,12 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Sequence
-from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-Vectors = npt.NDArray[np.float32]
+from dmflow.embedding.base import Vectors
 
 _WORD = re.compile(r"[a-z0-9_]+")
-
-
-class Embedder(Protocol):
-    name: str
-    """Recorded in the run, so training can refuse a mismatched embedder."""
-    dimension: int
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        """Float32 vectors, one row per text, L2-normalised."""
-        ...
 
 
 class HashingEmbedder:
