@@ -9,8 +9,10 @@ import asyncio
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -185,14 +187,54 @@ def _print_outcome(run: TrainingRun) -> None:
         out.print(table)
 
 
-def _run_flow(dataset: str, **parameters: object) -> TrainingRun:
+def _describe(run: TrainingRun) -> str:
+    if run.status is RunStatus.GENERATING:
+        return f"generating questions: {_progress(run)} chunks, {run.pair_count} pairs"
+    if run.status is RunStatus.TRAINING:
+        job = f" (job {run.deeplake_job_id})" if run.deeplake_job_id else ""
+        return f"training Deep Memory on {run.pair_count} pairs{job}"
+    return f"run {run.status.value}"
+
+
+class _ProgressDisplay(threading.Thread):
+    """A status line fed from the database (the source of truth), while the flow runs."""
+
+    def __init__(self, dataset: str) -> None:
+        super().__init__(name="dmflow-progress", daemon=True)
+        self.dataset = dataset
+        self.started = datetime.now(UTC) - timedelta(seconds=5)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        starting = "starting (the first Prefect call may start a temporary server)"
+        with err.status(starting) as line, _store() as store:
+            while not self.stopped.wait(1.0):
+                runs = store.list_runs(dataset=self.dataset, limit=1)
+                if runs and runs[0].created_at and runs[0].created_at >= self.started:
+                    line.update(_describe(runs[0]))
+
+    def __enter__(self) -> _ProgressDisplay:
+        if err.is_terminal:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        if self.is_alive():
+            self.join(5)
+
+
+def _run_flow(dataset: str, verbose: bool = False, **parameters: object) -> TrainingRun:
     """Run the parent flow in this process and return the run it drove."""
+    if not verbose:  # our status line instead of Prefect's log lines (the UI keeps them)
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     from prefect.client.schemas.objects import State
 
     from flows.training_run import training_run
 
     call: Any = training_run(dataset, return_state=True, **parameters)
-    state: State[Any] = asyncio.run(call)
+    with _ProgressDisplay(dataset):
+        state: State[Any] = asyncio.run(call)
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, dict) and "run_id" in outcome:
         with _store() as store:
@@ -219,6 +261,14 @@ def run(
         bool, typer.Option("--train/--no-train", help="Train after generating.")
     ] = True,
     trainer: Annotated[str, typer.Option(help="local or managed.")] = "local",
+    embedder: Annotated[
+        str | None,
+        typer.Option(help="hashing-<d>, sentence-transformers:<dir> or openai:<model>."),
+    ] = None,
+    include_previous_runs: Annotated[
+        bool, typer.Option(help="Also train on the dataset's earlier completed runs' pairs.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's log lines.")] = False,
 ) -> None:
     """Run a whole training run in this process. Exit 0 only when it ends as asked:
     completed (or generated, with --no-train)."""
@@ -233,6 +283,9 @@ def run(
         batch_size=batch_size,
         train=train,
         trainer=trainer,
+        embedder=embedder,
+        include_previous_runs=include_previous_runs,
+        verbose=verbose,
     )
     _print_outcome(finished)
     wanted = RunStatus.COMPLETED if train else RunStatus.GENERATED

@@ -1,0 +1,188 @@
+"""The parent flow in a real process, interrupted, terminated and killed.
+
+Prefect 3 marks a flow run Crashed and runs `on_crashed` on KeyboardInterrupt
+(SIGINT) and SIGTERM; after SIGKILL nothing runs, and the run must wait for
+the sweep to find it dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.states import Crashed
+
+from dmflow.models import TrainingRun
+from dmflow.status import RunStatus
+from dmflow.store.postgres import PostgresRunStore
+from flows.recovery import recover_failed_runs
+from tests.fixtures.activeloop_server import CORPUS, ActiveloopServer, JobScript
+from tests.fixtures.llm_server import LLMServer
+from tests.fixtures.postgres import Database
+from tests.test_recovery import duplicate_pairs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_parent_flow(env: dict[str, str], **parameters: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.fixtures.flow_worker", json.dumps(parameters)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_until(
+    worker: subprocess.Popen[bytes], condition: Callable[[], bool], what: str, timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if worker.poll() is not None:
+            stderr = worker.stderr.read().decode()[-3000:] if worker.stderr else ""
+            raise AssertionError(f"the flow process ended before {what}:\n{stderr}")
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def the_run(store: PostgresRunStore, dataset: str) -> TrainingRun | None:
+    runs = store.list_runs(dataset=dataset)
+    return runs[0] if runs else None
+
+
+def flow_run_state(flow_run_id: UUID) -> StateType:
+    async def read() -> StateType:
+        async with get_client() as client:
+            state = (await client.read_flow_run(flow_run_id)).state
+            assert state is not None
+            return state.type
+
+    return asyncio.run(read())
+
+
+def generating(store: PostgresRunStore, dataset: str, chunks: int = 32) -> Callable[[], bool]:
+    def condition() -> bool:
+        run = the_run(store, dataset)
+        return run is not None and run.processed_chunks >= chunks
+
+    return condition
+
+
+@pytest.fixture
+def slow_llm(
+    flow_env: dict[str, str], llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    llm_server.latency_s = 0.05
+    values = {
+        "DMFLOW_LLM_BASE_URL": llm_server.url,
+        "DMFLOW_LLM_API_KEY": "test-key",
+        "DMFLOW_LLM_CONCURRENCY": "4",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return {**flow_env, **values}
+
+
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_or_terminated_during_generation_is_generating_failed(
+    slow_llm: dict[str, str],
+    store: PostgresRunStore,
+    sample_dataset: str,
+    sent: signal.Signals,
+) -> None:
+    worker = start_parent_flow(slow_llm, dataset=sample_dataset, generator="openai", batch_size=16)
+    try:
+        wait_until(worker, generating(store, sample_dataset), "generation had begun")
+        worker.send_signal(sent)
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    run = the_run(store, sample_dataset)
+    assert run is not None
+    assert run.status is RunStatus.GENERATING_FAILED
+    assert run.error_message
+    assert run.flow_run_id is not None
+    assert flow_run_state(run.flow_run_id) is StateType.CRASHED
+
+
+def test_terminated_while_polling_a_managed_job_is_training_failed(
+    managed_env: dict[str, str], activeloop_server: ActiveloopServer, store: PostgresRunStore
+) -> None:
+    activeloop_server.script = JobScript(outcome="training")
+    worker = start_parent_flow(managed_env, dataset=CORPUS, trainer="managed", max_pairs=300)
+    try:
+        wait_until(worker, lambda: activeloop_server.count("status") >= 2, "the job was polled")
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    run = the_run(store, CORPUS)
+    assert run is not None
+    assert run.status is RunStatus.TRAINING_FAILED
+    assert run.deeplake_job_id in activeloop_server.jobs
+    assert run.error_message
+
+
+def test_sigkill_mid_generation_waits_for_the_sweep_then_recovers_without_repeats(
+    slow_llm: dict[str, str],
+    store: PostgresRunStore,
+    db: Database,
+    sample_dataset: str,
+    sample_texts: dict[str, str],
+    llm_server: LLMServer,
+) -> None:
+    worker = start_parent_flow(slow_llm, dataset=sample_dataset, generator="openai", batch_size=16)
+    try:
+        wait_until(worker, generating(store, sample_dataset, 100), "generation was midway")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    killed = the_run(store, sample_dataset)
+    assert killed is not None and killed.flow_run_id is not None
+    assert killed.status is RunStatus.GENERATING  # no hook runs after SIGKILL
+    recorded_before = store.recorded_chunk_ids(killed.id)
+    requested_before = {c: llm_server.requests_for(t) for c, t in sample_texts.items()}
+
+    # Right away the run looks alive (fresh heartbeat, flow run Running): the sweep leaves it.
+    report = asyncio.run(recover_failed_runs())
+    assert store.get_run(killed.id).status is RunStatus.GENERATING, report
+
+    # Later: the zombie automation has marked the flow run Crashed, the heartbeat is old.
+    async def crash() -> None:
+        async with get_client() as client:
+            await client.set_flow_run_state(killed.flow_run_id, Crashed(), force=True)
+
+    asyncio.run(crash())
+    db.execute("update deep_memory_training_runs set heartbeat_at = now() - interval '1 hour'")
+    asyncio.run(recover_failed_runs())
+
+    done = store.get_run(killed.id)
+    assert done.status is RunStatus.COMPLETED, done.error_message
+    assert done.attempt == 1
+    assert done.processed_chunks == len(sample_texts)
+    assert duplicate_pairs(db) == 0
+    # A chunk recorded before the kill was never requested again; only the batches that
+    # were in flight when the process died were asked twice.
+    again = {
+        chunk
+        for chunk, text in sample_texts.items()
+        if llm_server.requests_for(text) > requested_before[chunk] and requested_before[chunk]
+    }
+    assert again.isdisjoint(recorded_before)
+    assert len(again) <= 2 * 16

@@ -1,0 +1,145 @@
+"""`dmflow serve` in its own process against a local Prefect server: every deployment
+started with `prefect deployment run`, and the UI's Retry button emulated."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.states import AwaitingRetry
+
+from dmflow.status import RunStatus
+from dmflow.store.postgres import PostgresRunStore
+from tests.fixtures.llm_server import LLMServer, unauthorized, valid_json
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def served(
+    flow_env: dict[str, str], llm_server: LLMServer, tmp_path: Path
+) -> Iterator[dict[str, str]]:
+    env = {
+        **os.environ,
+        **flow_env,
+        "DMFLOW_LLM_BASE_URL": llm_server.url,
+        "DMFLOW_LLM_API_KEY": "test-key",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+    }
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield env
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def deployment_run(
+    env: dict[str, str], name: str, *params: str
+) -> subprocess.CompletedProcess[str]:
+    """What a script does: `prefect deployment run NAME --param k=v --watch`."""
+    command = [sys.executable, "-m", "prefect", "deployment", "run", f"{name}/{name}", "--watch"]
+    for param in params:
+        command += ["--param", param]
+    deadline = time.monotonic() + 60
+    while True:  # the served deployments appear a few seconds after `dmflow serve` starts
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        if "not found" not in (result.stdout + result.stderr).lower():
+            return result
+        assert time.monotonic() < deadline, result.stdout + result.stderr
+        time.sleep(1)
+
+
+def copy_of(sample_dataset: str, tmp_path: Path, name: str) -> str:
+    target = tmp_path / name
+    shutil.copytree(sample_dataset, target)
+    return str(target)
+
+
+async def retry_like_the_ui(flow_run_id: UUID) -> None:
+    async with get_client() as client:
+        result = await client.set_flow_run_state(flow_run_id, AwaitingRetry(), force=False)
+        assert result.status.value == "ACCEPT", result
+
+
+async def wait_for_final_state(flow_run_id: UUID, timeout: float = 180) -> StateType:
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while True:
+            state = (await client.read_flow_run(flow_run_id)).state
+            assert state is not None
+            if state.is_final() and state.name != "AwaitingRetry":
+                return state.type
+            assert time.monotonic() < deadline, f"flow run still {state.name}"
+            await asyncio.sleep(1)
+
+
+def test_every_deployment_runs_and_the_ui_retry_resumes_the_same_run(
+    served: dict[str, str],
+    store: PostgresRunStore,
+    llm_server: LLMServer,
+    sample_dataset: str,
+    sample_texts: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    # training-run: the LLM refuses the key, so generation fails and the command says so.
+    dataset = copy_of(sample_dataset, tmp_path, "docs")
+    llm_server.script = unauthorized
+    failed = deployment_run(served, "training-run", f"dataset={dataset}", "generator=openai")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    [run] = store.list_runs(dataset=dataset)
+    assert run.status is RunStatus.GENERATING_FAILED
+    assert run.flow_run_id is not None
+
+    # The key is fixed; someone presses Retry in the UI: the same flow run runs again,
+    # finds its run by flow_run_id and resumes generation.
+    llm_server.script = valid_json
+    asyncio.run(retry_like_the_ui(run.flow_run_id))
+    assert asyncio.run(wait_for_final_state(run.flow_run_id)) is StateType.COMPLETED
+    [again] = store.list_runs(dataset=dataset)
+    assert again.id == run.id
+    assert again.status is RunStatus.COMPLETED
+    assert again.attempt == 1
+    assert again.processed_chunks == len(sample_texts)
+
+    # recover-training-run: a run left at `generated` is trained.
+    waiting = copy_of(sample_dataset, tmp_path, "waiting")
+    generated = deployment_run(served, "training-run", f"dataset={waiting}", "train=false")
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    [parked] = store.list_runs(dataset=waiting)
+    assert parked.status is RunStatus.GENERATED
+    recovered = deployment_run(served, "recover-training-run", f"run_id={parked.id}")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert store.get_run(parked.id).status is RunStatus.COMPLETED
+
+    # delete-failed-run: a failed run goes, with its pairs.
+    broken = store.create_run(copy_of(sample_dataset, tmp_path, "broken"))
+    broken = store.transition(broken, RunStatus.GENERATING_FAILED, error_message="outage")
+    deleted = deployment_run(served, "delete-failed-run", f"run_id={broken.id}")
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    assert store.list_runs(dataset=broken.dataset) == []
+
+    # recover-failed-runs: the sweep, started by hand, finds nothing left to do.
+    swept = deployment_run(served, "recover-failed-runs")
+    assert swept.returncode == 0, swept.stdout + swept.stderr
