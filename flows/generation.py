@@ -29,20 +29,13 @@ from dmflow.settings import Settings
 from dmflow.status import Phase, RunStatus
 from dmflow.store.base import RunStore, fenced_run
 from flows.events import open_flow_store
+from flows.heartbeat import heartbeat
 from flows.hooks import phase_failure_hook
 from tasks.generation import generate_batch
 
-HEARTBEAT_EVERY_S = 20.0
 PROGRESS_EVERY_S = 1.0
 
 _on_failure = phase_failure_hook(Phase.GENERATION)
-
-
-async def _heartbeat(store: RunStore, run: TrainingRun) -> None:
-    # Batches refresh the heartbeat too; this covers a single slow batch.
-    while True:
-        await asyncio.sleep(HEARTBEAT_EVERY_S)
-        await asyncio.to_thread(store.update_progress, run)
 
 
 def _summary_markdown(run: TrainingRun, skipped: dict[str, int], capped: bool) -> str:
@@ -105,7 +98,6 @@ async def _generate(run: TrainingRun, store: RunStore, settings: Settings) -> di
         key=f"generation-progress-{run.id}",
         description=f"Chunks processed for run {run.id} ({run.dataset})",
     )
-    heartbeat = asyncio.create_task(_heartbeat(store, run))
     latest = run
     in_flight: set[asyncio.Task[TrainingRun]] = set()
     last_progress = 0.0
@@ -126,28 +118,27 @@ async def _generate(run: TrainingRun, store: RunStore, settings: Settings) -> di
                 )
 
     batches: Iterator[list[Chunk]] = source.batches(params.batch_size, skip=recorded)
-    try:
-        index = 0
-        while latest.pair_count < params.max_pairs:
-            chunks = await asyncio.to_thread(next, batches, None)
-            if chunks is None:
-                break
-            index += 1
-            label = f"{index}-{chunks[0].id}"
-            in_flight.add(
-                asyncio.create_task(
-                    generate_batch(generator, store, run, chunks, params.max_pairs, label)
+    async with heartbeat(store, run):
+        try:
+            index = 0
+            while latest.pair_count < params.max_pairs:
+                chunks = await asyncio.to_thread(next, batches, None)
+                if chunks is None:
+                    break
+                index += 1
+                label = f"{index}-{chunks[0].id}"
+                in_flight.add(
+                    asyncio.create_task(
+                        generate_batch(generator, store, run, chunks, params.max_pairs, label)
+                    )
                 )
-            )
-            await settle(settings.generation_batches_in_flight)
-        await settle(0)
-    except BaseException:
-        for pending in in_flight:
-            pending.cancel()
-        await asyncio.gather(*in_flight, return_exceptions=True)
-        raise
-    finally:
-        heartbeat.cancel()
+                await settle(settings.generation_batches_in_flight)
+            await settle(0)
+        except BaseException:
+            for pending in in_flight:
+                pending.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            raise
 
     run = await asyncio.to_thread(store.get_run, run.id)
     capped = run.pair_count >= params.max_pairs

@@ -21,10 +21,17 @@ from dmflow.params import RunParams
 from dmflow.settings import Settings
 from dmflow.status import Phase, RunStatus
 from dmflow.store.base import RunStore, fenced_run
-from dmflow.training.base import DeepMemoryTrainer, JobState, JobStatus, TrainingError
+from dmflow.training.base import (
+    DeepMemoryTrainer,
+    JobState,
+    JobStatus,
+    TrainerUnavailable,
+    TrainingError,
+)
 from dmflow.training.evaluation import RECALL_AT, split_by_chunk
 from dmflow.training.factory import build_trainer
 from flows.events import open_flow_store
+from flows.heartbeat import heartbeat
 from flows.hooks import phase_failure_hook
 from tasks.training import job_status, submit_job
 
@@ -128,7 +135,8 @@ async def train_deep_memory(run_id: UUID, attempt: int | None = None) -> dict[st
             run = store.transition(run, RunStatus.TRAINING)
         elif run.status is not RunStatus.TRAINING:
             raise ConcurrentUpdate(run.id, run.status.value, run.attempt)
-        return await _train(run, store, settings)
+        async with heartbeat(store, run):
+            return await _train(run, store, settings)
     finally:
         store.close()
 
@@ -142,6 +150,8 @@ async def _train(run: TrainingRun, store: RunStore, settings: Settings) -> dict[
     if job_id is not None:
         try:
             previous = await asyncio.to_thread(trainer.status, job_id)
+        except TrainerUnavailable:
+            raise  # the job may well be running: never submit a second one blind
         except TrainingError as exc:
             logger.warning("stored job %s cannot be found (%s): submitting anew", job_id, exc)
             job_id = None

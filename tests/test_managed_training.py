@@ -264,3 +264,55 @@ def test_killed_while_polling_then_resumed_reattaches_without_a_second_train(
     assert done.status is RunStatus.COMPLETED, done.error_message
     assert done.deeplake_job_id == job_id
     assert activeloop_server.count("train") == 1
+
+
+def test_the_heartbeat_beats_between_status_checks(
+    managed_env: dict[str, str],
+    activeloop_server: ActiveloopServer,
+    store: PostgresRunStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flows.heartbeat
+
+    monkeypatch.setattr(flows.heartbeat, "HEARTBEAT_EVERY_S", 0.25)
+    activeloop_server.script = JobScript(outcome="training")
+    run = generated_run(
+        store, CORPUS, trainer="managed", poll_intervals_s=[4.0], training_timeout_s=1.0
+    )
+    beats: set[object] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.05):
+            seen = store.get_run(run.id)  # type: ignore[attr-defined]
+            if seen.status is RunStatus.TRAINING:
+                beats.add(seen.heartbeat_at)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with pytest.raises(TrainingError, match="still training"):
+        asyncio.run(train_deep_memory(run.id))  # type: ignore[attr-defined]
+    stop.set()
+    watcher.join()
+    assert activeloop_server.count("status") == 2  # two checks, 4 s apart
+    assert len(beats) >= 8, sorted(map(str, beats))
+
+
+def test_a_service_in_trouble_at_resume_is_never_answered_with_a_second_job(
+    managed_env: dict[str, str], activeloop_server: ActiveloopServer, store: PostgresRunStore
+) -> None:
+    from dmflow.models import TrainingPair
+
+    activeloop_server.script = JobScript(outcome="training")
+    run = generated_run(store, CORPUS, trainer="managed", poll_intervals_s=[0.1], max_pairs=300)
+    pairs = [TrainingPair(question_text="what is a decorator?", chunk_id="x")]
+    job_id = trainer().submit(CORPUS, pairs, [])  # an earlier attempt's job, still training
+    training = store.transition(store.get_run(run.id), RunStatus.TRAINING)  # type: ignore[attr-defined]
+    store.update_progress(training, deeplake_job_id=job_id)
+    activeloop_server.fail_next("status", 500)
+
+    with pytest.raises(TrainingError, match="ServerException"):
+        asyncio.run(train_deep_memory(run.id))  # type: ignore[attr-defined]
+    failed = store.get_run(run.id)  # type: ignore[attr-defined]
+    assert (failed.status, failed.deeplake_job_id) == (RunStatus.TRAINING_FAILED, job_id)
+    assert activeloop_server.count("train") == 1
