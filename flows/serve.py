@@ -10,6 +10,8 @@ from flows.recovery import delete_failed_run, recover_failed_runs, recover_train
 from flows.training_run import training_run
 
 SWEEP_CRON = "*/15 * * * *"
+# Runs beyond this wait their turn rather than compete for the LLM and the database.
+RUNS_AT_ONCE = ConcurrencyLimitConfig(limit=4, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 
 
 def _built(deployment: object) -> RunnerDeployment:
@@ -27,17 +29,13 @@ def _declared() -> list[object]:
         training_run.to_deployment(
             name="training-run",
             description="Generate question/chunk pairs for a dataset, then train Deep Memory.",
-            concurrency_limit=ConcurrencyLimitConfig(
-                limit=4, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
-            ),
+            concurrency_limit=RUNS_AT_ONCE,
             tags=["dmflow"],
         ),
         recover_training_run.to_deployment(
             name="recover-training-run",
             description="Resume a failed run at its phase.",
-            concurrency_limit=ConcurrencyLimitConfig(
-                limit=4, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
-            ),
+            concurrency_limit=RUNS_AT_ONCE,
             tags=["dmflow"],
         ),
         recover_failed_runs.to_deployment(
