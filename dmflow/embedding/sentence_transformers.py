@@ -33,7 +33,11 @@ class SentenceTransformerEmbedder:
             ) from None
         self._model: Any = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         self._batch_size = batch_size
-        self.dimension = int(self._model.get_sentence_embedding_dimension())
+        # sentence-transformers 6 renamed the method; 3-5 only have the old name.
+        width = getattr(self._model, "get_embedding_dimension", None) or (
+            self._model.get_sentence_embedding_dimension
+        )
+        self.dimension = int(width())
         self.name = f"{PREFIX}{path}"
 
     def embed(self, texts: Sequence[str]) -> Vectors:
