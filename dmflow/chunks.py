@@ -8,7 +8,7 @@ from typing import Any, NamedTuple, Protocol
 from pydantic import SecretStr
 
 from dmflow.deadline import run_with_deadline
-from dmflow.deeplake_support import import_deeplake, point_at_activeloop
+from dmflow.deeplake_support import import_deeplake, load_read_only, point_at_activeloop
 from dmflow.errors import DmflowError
 from dmflow.settings import Settings
 
@@ -80,25 +80,17 @@ class DeepLakeChunkSource:
 
     @staticmethod
     def _open(path: str, token: SecretStr | None) -> Any:
-        deeplake = import_deeplake()
-        from deeplake.util.exceptions import DatasetHandlerError
-
         is_hub = path.startswith("hub://")
         if is_hub and token is None:
             raise ChunkSourceError(
                 f"{path} is an Activeloop dataset: set DMFLOW_ACTIVELOOP_TOKEN to a token "
                 "with read access"
             )
-        try:
-            return deeplake.load(
-                path,
-                read_only=True,
-                verbose=False,
-                token=token.get_secret_value() if token is not None else None,
-            )
-        except DatasetHandlerError:
+        dataset = load_read_only(path, token)
+        if dataset is None:
             where = "" if is_hub else " (check the path and that it is a DeepLake 3.x dataset)"
-            raise ChunkSourceError(f"no DeepLake dataset at {path}{where}") from None
+            raise ChunkSourceError(f"no DeepLake dataset at {path}{where}")
+        return dataset
 
     def _read_ids(self) -> list[str]:
         total = len(self._dataset)

@@ -13,6 +13,9 @@ import os
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+from pydantic import SecretStr
 
 
 def _seed_version_check_cache() -> None:
@@ -54,3 +57,19 @@ def keep_telemetry_off() -> None:
     from deeplake.util.bugout_reporter import save_reporting_config
 
     save_reporting_config(False)
+
+
+def load_read_only(path: str, token: SecretStr | None = None) -> Any | None:
+    """The DeepLake dataset at `path`, opened read-only; None when there is none."""
+    deeplake = import_deeplake()
+    from deeplake.util.exceptions import DatasetHandlerError
+
+    try:
+        return deeplake.load(
+            path,
+            read_only=True,
+            verbose=False,
+            token=token.get_secret_value() if token is not None else None,
+        )
+    except DatasetHandlerError:
+        return None

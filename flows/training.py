@@ -87,20 +87,13 @@ def training_pairs(store: RunStore, run: TrainingRun, params: RunParams) -> list
 
 
 async def _poll(
-    trainer: DeepMemoryTrainer,
-    job_id: str,
-    store: RunStore,
-    run: TrainingRun,
-    intervals: list[float],
-    timeout_s: float,
+    trainer: DeepMemoryTrainer, job_id: str, intervals: list[float], timeout_s: float
 ) -> JobStatus:
     logger = get_run_logger()
     deadline = time.monotonic() + timeout_s
     checks = 0
     while True:
         status = await job_status(trainer, job_id)
-        # Every check doubles as the run's heartbeat.
-        await asyncio.to_thread(store.update_progress, run)
         if not status.state.is_running:
             return status
         if time.monotonic() > deadline:
@@ -147,6 +140,7 @@ async def _train(run: TrainingRun, store: RunStore, settings: Settings) -> dict[
     trainer = build_trainer(params, settings)
     embedder = await asyncio.to_thread(trainer.preflight, run.dataset)
     job_id = run.deeplake_job_id
+    split: tuple[list[TrainingPair], list[TrainingPair]] | None = None
     if job_id is not None:
         try:
             previous = await asyncio.to_thread(trainer.status, job_id)
@@ -165,20 +159,22 @@ async def _train(run: TrainingRun, store: RunStore, settings: Settings) -> dict[
         pairs = await asyncio.to_thread(training_pairs, store, run, params)
         if not pairs:
             raise TrainingError("the run has no pairs to train on: its generation made none")
-        train, held = split_by_chunk(pairs)
+        split = train, held = split_by_chunk(pairs)
         logger.info("submitting %d pairs (%d held out for evaluation)", len(train), len(held))
         job_id = await submit_job(trainer, run.dataset, train, held)
         run = await asyncio.to_thread(store.update_progress, run, deeplake_job_id=job_id)
     intervals = params.poll_intervals_s or list(
         getattr(trainer, "default_poll_intervals_s", (5.0, 10.0, 30.0))
     )
-    status = await _poll(trainer, job_id, store, run, intervals, params.training_timeout_s)
+    status = await _poll(trainer, job_id, intervals, params.training_timeout_s)
     if status.state is JobState.FAILED:
         raise TrainingError(f"Deep Memory job {job_id} failed: {status.error}")
     metrics = {**status.metrics, "job_id": job_id, "embedder": embedder}
     if "before" not in metrics:
         # The service does not evaluate for us: report recall with the base embeddings.
-        train, held = split_by_chunk(await asyncio.to_thread(training_pairs, store, run, params))
+        if split is None:  # re-attached: the pairs were not read this time
+            split = split_by_chunk(await asyncio.to_thread(training_pairs, store, run, params))
+        train, held = split
         metrics.update(await asyncio.to_thread(trainer.baseline, run.dataset, held))
         metrics["train_pairs"] = len(train)
     run = await asyncio.to_thread(store.update_progress, run, metrics=metrics)

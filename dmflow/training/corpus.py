@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import SecretStr
 
-from dmflow.deeplake_support import import_deeplake
+from dmflow.deeplake_support import load_read_only
 from dmflow.embedding import Embedder, build_embedder, embedder_name_for
 from dmflow.embedding.base import normalised
 from dmflow.errors import ConfigurationError
@@ -22,40 +23,43 @@ Matrix = npt.NDArray[np.float32]
 
 
 def open_dataset(dataset: str, token: SecretStr | None = None) -> Any:
-    deeplake = import_deeplake()
-    from deeplake.util.exceptions import DatasetHandlerError
-
-    try:
-        return deeplake.load(
-            dataset,
-            read_only=True,
-            verbose=False,
-            token=token.get_secret_value() if token is not None else None,
-        )
-    except DatasetHandlerError:
-        raise TrainingError(f"no DeepLake dataset at {dataset}") from None
+    corpus = load_read_only(dataset, token)
+    if corpus is None:
+        raise TrainingError(f"no DeepLake dataset at {dataset}")
+    return corpus
 
 
-def checked_embedder(
-    corpus: Any, dataset: str, requested: str | None, settings: Settings
-) -> Embedder:
-    """The embedder for the run's questions, refused when it cannot match the chunks."""
-    if "embedding" not in corpus.tensors:
-        raise TrainingError(f"dataset {dataset} has no `embedding` tensor to train on")
-    name = embedder_name_for(dict(corpus.info), requested)
-    try:
-        embedder = build_embedder(name, settings)
-    except ConfigurationError as exc:
-        raise TrainingError(str(exc)) from None
-    shape = corpus.embedding.shape
-    dimension = int(shape[1]) if len(shape) > 1 and shape[1] is not None else None
-    if dimension is not None and embedder.dimension != dimension:
-        raise TrainingError(
-            f"embedder {embedder.name} makes {embedder.dimension}-d vectors but the dataset's "
-            f"embeddings are {dimension}-d: questions must be embedded the way the chunks were "
-            "(set the run's `embedder` to the one that built the dataset)"
-        )
-    return embedder
+class QuestionEmbedder:
+    """The embedder for a run's questions, refused when it cannot match a dataset's chunks.
+    Built once per trainer: building one can load a model or spend a request."""
+
+    def __init__(self, requested: str | None, settings: Settings) -> None:
+        self.requested = requested
+        self.settings = settings
+        self._built: dict[str, Embedder] = {}
+
+    def checked(self, corpus: Any, dataset: str) -> Embedder:
+        if "embedding" not in corpus.tensors:
+            raise TrainingError(f"dataset {dataset} has no `embedding` tensor to train on")
+        name = embedder_name_for(dict(corpus.info), self.requested)
+        embedder = self._built.get(name)
+        if embedder is None:
+            try:
+                embedder = self._built[name] = build_embedder(name, self.settings)
+            except ConfigurationError as exc:
+                raise TrainingError(str(exc)) from None
+        shape = corpus.embedding.shape
+        dimension = int(shape[1]) if len(shape) > 1 and shape[1] is not None else None
+        if dimension is not None and embedder.dimension != dimension:
+            raise TrainingError(
+                f"embedder {embedder.name} makes {embedder.dimension}-d vectors but the "
+                f"dataset's embeddings are {dimension}-d: questions must be embedded the way "
+                "the chunks were (set the run's `embedder` to the one that built the dataset)"
+            )
+        return embedder
+
+    def corpus(self, corpus: Any, dataset: str) -> Corpus:
+        return Corpus.load(corpus, self.checked(corpus, dataset))
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class Corpus:
         vectors = self.embedder.embed([p.question_text for p in known])
         return vectors, np.array([index[p.chunk_id] for p in known], dtype=np.int64)
 
-    def recall(self, held: list[TrainingPair]) -> tuple[int, dict[str, float]]:
-        vectors, rows = self.encode(held)
-        return len(rows), recall_at_k(vectors, self.embeddings, rows)
+    def baseline(self, held: Sequence[TrainingPair]) -> dict[str, Any]:
+        """Recall of the held-out questions with the dataset's own embeddings."""
+        vectors, rows = self.encode(list(held))
+        return {"eval_pairs": len(rows), "before": recall_at_k(vectors, self.embeddings, rows)}

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from dmflow.models import TrainingPair
 from dmflow.settings import Settings
 from dmflow.training.base import JobState, JobStatus, TrainingError
-from dmflow.training.corpus import Corpus, checked_embedder, open_dataset
+from dmflow.training.corpus import QuestionEmbedder, open_dataset
 from dmflow.training.evaluation import recall_at_k
 
 Matrix = npt.NDArray[np.float32]
@@ -100,8 +100,7 @@ class LocalAdapterTrainer:
         config: AdapterConfig | None = None,
     ) -> None:
         self.jobs = jobs_dir
-        self.embedder = embedder
-        self.settings = settings or Settings()
+        self.questions = QuestionEmbedder(embedder, settings or Settings())
         self.config = config or AdapterConfig()
 
     # -- the trainer protocol ---------------------------------------------------
@@ -112,13 +111,10 @@ class LocalAdapterTrainer:
                 f"{dataset} is an Activeloop dataset: train it with the managed trainer "
                 "(trainer=managed); the local trainer needs a local path"
             )
-        return checked_embedder(open_dataset(dataset), dataset, self.embedder, self.settings).name
+        return self.questions.checked(open_dataset(dataset), dataset).name
 
     def baseline(self, dataset: str, eval_pairs: Sequence[TrainingPair]) -> dict[str, Any]:
-        corpus = open_dataset(dataset)
-        embedder = checked_embedder(corpus, dataset, self.embedder, self.settings)
-        count, before = Corpus.load(corpus, embedder).recall(list(eval_pairs))
-        return {"eval_pairs": count, "before": before}
+        return self.questions.corpus(open_dataset(dataset), dataset).baseline(eval_pairs)
 
     def submit(
         self,
@@ -192,9 +188,7 @@ class LocalAdapterTrainer:
         jobs: Path,
         base: dict[str, Any],
     ) -> dict[str, Any]:
-        dataset_handle = open_dataset(dataset)
-        embedder = checked_embedder(dataset_handle, dataset, self.embedder, self.settings)
-        corpus = Corpus.load(dataset_handle, embedder)
+        corpus = self.questions.corpus(open_dataset(dataset), dataset)
         embeddings = corpus.embeddings
         train_q, train_rows = corpus.encode(train)
         held_q, held_rows = corpus.encode(held)
@@ -216,7 +210,7 @@ class LocalAdapterTrainer:
         latest.replace(target / "adapter.npy")
         return {
             "trainer": self.name,
-            "embedder": embedder.name,
+            "embedder": corpus.embedder.name,
             "train_pairs": len(train_q),
             "eval_pairs": len(held_q),
             "before": before,

@@ -26,7 +26,7 @@ from dmflow.deeplake_support import import_deeplake, keep_telemetry_off, point_a
 from dmflow.models import TrainingPair
 from dmflow.settings import Settings
 from dmflow.training.base import JobState, JobStatus, TrainerUnavailable, TrainingError
-from dmflow.training.corpus import Corpus, checked_embedder, open_dataset
+from dmflow.training.corpus import QuestionEmbedder, open_dataset
 
 T = TypeVar("T")
 
@@ -96,7 +96,7 @@ class ManagedDeepMemoryTrainer:
 
     def __init__(self, settings: Settings, *, embedder: str | None = None) -> None:
         self.settings = settings
-        self.embedder = embedder
+        self.questions = QuestionEmbedder(embedder, settings)
         self._backend: Any = None
         import_deeplake()
         if settings.activeloop_endpoint:
@@ -110,9 +110,8 @@ class ManagedDeepMemoryTrainer:
                 f"the managed trainer trains Activeloop datasets (hub://org/name), and {dataset} "
                 "is not one: use trainer=local for a local dataset"
             )
-        token = self._token()
         org = dataset.removeprefix("hub://").split("/", 1)[0]
-        client = self._client()
+        client = self._client()  # refuses a missing or rejected token
         available = self._call(
             "checking Deep Memory for the organisation",
             lambda: client.request("GET", f"/api/organizations/{org}/features/deepmemory").json(),
@@ -122,14 +121,10 @@ class ManagedDeepMemoryTrainer:
                 f"organisation {org!r} has no Deep Memory on its Activeloop plan: upgrade it on "
                 "app.activeloop.ai, or train with trainer=local"
             )
-        corpus = self._call(f"opening {dataset}", lambda: open_dataset(dataset, token))
-        return checked_embedder(corpus, dataset, self.embedder, self.settings).name
+        return self.questions.checked(self._open(dataset), dataset).name
 
     def baseline(self, dataset: str, eval_pairs: Sequence[TrainingPair]) -> dict[str, Any]:
-        corpus = self._call(f"opening {dataset}", lambda: open_dataset(dataset, self._token()))
-        embedder = checked_embedder(corpus, dataset, self.embedder, self.settings)
-        count, before = Corpus.load(corpus, embedder).recall(list(eval_pairs))
-        return {"eval_pairs": count, "before": before}
+        return self.questions.corpus(self._open(dataset), dataset).baseline(eval_pairs)
 
     def submit(
         self,
@@ -144,8 +139,8 @@ class ManagedDeepMemoryTrainer:
             raise TrainingError("there are no training pairs: generate some first")
         token = self._token()
         self._end_running_jobs(dataset)
-        corpus = self._call(f"opening {dataset}", lambda: open_dataset(dataset, token))
-        embedder = checked_embedder(corpus, dataset, self.embedder, self.settings)
+        corpus = self._open(dataset)
+        embedder = self.questions.checked(corpus, dataset)
 
         def train() -> str:
             deep_memory = DeepMemory(
@@ -214,6 +209,10 @@ class ManagedDeepMemoryTrainer:
                         "cancelled: wait for it to end, then recover the run"
                     )
                 time.sleep(2.0)
+
+    def _open(self, dataset: str) -> Any:
+        token = self._token()
+        return self._call(f"opening {dataset}", lambda: open_dataset(dataset, token))
 
     def _token(self) -> SecretStr:
         if self.settings.activeloop_token is None:
