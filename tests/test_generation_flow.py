@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,8 +16,7 @@ from flows.generation import generate_training_data
 from tests.fixtures import llm_server as scripts
 from tests.fixtures.llm_server import LLMServer
 from tests.fixtures.postgres import Database
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.fixtures.processes import signal_and_wait, start_worker
 
 
 @pytest.fixture
@@ -161,25 +156,17 @@ def test_sigkill_midway_then_resume_repeats_nothing(
 ) -> None:
     llm_server.latency_s = 0.05
     run = store.create_run(sample_dataset, params={"generator": "openai", "batch_size": 16})
-    worker_env = {**os.environ, **env, "DMFLOW_LLM_CONCURRENCY": "4"}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "tests.fixtures.generation_worker", str(run.id)],
-        cwd=ROOT,
-        env=worker_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    worker = start_worker(
+        "tests.fixtures.generation_worker",
+        str(run.id),
+        env={**env, "DMFLOW_LLM_CONCURRENCY": "4"},
     )
-    try:
-        deadline = time.monotonic() + 120
-        while store.get_run(run.id).processed_chunks < len(sample_texts) // 2:
-            assert worker.poll() is None, worker.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "the worker made no progress"
-            time.sleep(0.05)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    signal_and_wait(
+        worker,
+        lambda: store.get_run(run.id).processed_chunks >= len(sample_texts) // 2,
+        "generation was midway",
+        signal.SIGKILL,
+    )
     killed = store.get_run(run.id)
     assert killed.status is RunStatus.GENERATING  # no hook runs after SIGKILL
     assert 0 < killed.processed_chunks < len(sample_texts)

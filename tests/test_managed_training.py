@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,6 +26,7 @@ from flows.training import train_deep_memory
 from flows.training_run import training_run
 from tests.fixtures.activeloop_server import CORPUS, TOKEN, ActiveloopServer, JobScript
 from tests.fixtures.postgres import Database
+from tests.fixtures.processes import signal_and_wait, start_worker
 from tests.test_training import generated_run
 
 
@@ -234,22 +232,14 @@ def test_killed_while_polling_then_resumed_reattaches_without_a_second_train(
 ) -> None:
     activeloop_server.script = JobScript(outcome="training")
     run = generated_run(store, CORPUS, trainer="managed", poll_intervals_s=[0.2], max_pairs=300)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "tests.fixtures.training_worker", str(run.id)],  # type: ignore[attr-defined]
-        env={**os.environ, **managed_env},
-        cwd=Path(__file__).resolve().parents[1],
+    worker = start_worker(
+        "tests.fixtures.training_worker",
+        str(run.id),  # type: ignore[attr-defined]
+        env=managed_env,
     )
-    try:
-        deadline = time.monotonic() + 120
-        while activeloop_server.count("status") < 3:
-            assert worker.poll() is None, "the worker ended before it polled"
-            assert time.monotonic() < deadline, "the worker never polled the job"
-            time.sleep(0.1)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    signal_and_wait(
+        worker, lambda: activeloop_server.count("status") >= 3, "the job was polled", signal.SIGKILL
+    )
     killed = store.get_run(run.id)  # type: ignore[attr-defined]
     assert killed.status is RunStatus.TRAINING  # no hook runs after SIGKILL
     job_id = killed.deeplake_job_id

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -30,31 +26,12 @@ from flows.recovery import recover_failed_runs
 from tests.fixtures.activeloop_server import CORPUS, ActiveloopServer, JobScript
 from tests.fixtures.llm_server import LLMServer
 from tests.fixtures.postgres import Database
+from tests.fixtures.processes import signal_and_wait, start_worker
 from tests.test_recovery import duplicate_pairs
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_parent_flow(env: dict[str, str], **parameters: object) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.fixtures.flow_worker", json.dumps(parameters)],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def wait_until(
-    worker: subprocess.Popen[bytes], condition: Callable[[], bool], what: str, timeout: float = 120
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if worker.poll() is not None:
-            stderr = worker.stderr.read().decode()[-3000:] if worker.stderr else ""
-            raise AssertionError(f"the flow process ended before {what}:\n{stderr}")
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    return start_worker("tests.fixtures.flow_worker", json.dumps(parameters), env=env)
 
 
 def the_run(store: PostgresRunStore, dataset: str) -> TrainingRun | None:
@@ -103,13 +80,7 @@ def test_interrupted_or_terminated_during_generation_is_generating_failed(
     sent: signal.Signals,
 ) -> None:
     worker = start_parent_flow(slow_llm, dataset=sample_dataset, generator="openai", batch_size=16)
-    try:
-        wait_until(worker, generating(store, sample_dataset), "generation had begun")
-        worker.send_signal(sent)
-        worker.wait(timeout=60)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    signal_and_wait(worker, generating(store, sample_dataset), "generation had begun", sent)
     run = the_run(store, sample_dataset)
     assert run is not None
     assert run.status is RunStatus.GENERATING_FAILED
@@ -123,13 +94,9 @@ def test_terminated_while_polling_a_managed_job_is_training_failed(
 ) -> None:
     activeloop_server.script = JobScript(outcome="training")
     worker = start_parent_flow(managed_env, dataset=CORPUS, trainer="managed", max_pairs=300)
-    try:
-        wait_until(worker, lambda: activeloop_server.count("status") >= 2, "the job was polled")
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    signal_and_wait(
+        worker, lambda: activeloop_server.count("status") >= 2, "the job was polled", signal.SIGTERM
+    )
     run = the_run(store, CORPUS)
     assert run is not None
     assert run.status is RunStatus.TRAINING_FAILED
@@ -146,13 +113,9 @@ def test_sigkill_mid_generation_waits_for_the_sweep_then_recovers_without_repeat
     llm_server: LLMServer,
 ) -> None:
     worker = start_parent_flow(slow_llm, dataset=sample_dataset, generator="openai", batch_size=16)
-    try:
-        wait_until(worker, generating(store, sample_dataset, 100), "generation was midway")
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    signal_and_wait(
+        worker, generating(store, sample_dataset, 100), "generation was midway", signal.SIGKILL
+    )
     killed = the_run(store, sample_dataset)
     assert killed is not None and killed.flow_run_id is not None
     assert killed.status is RunStatus.GENERATING  # no hook runs after SIGKILL
