@@ -88,13 +88,11 @@ class InvalidBatch(DmflowError):
 class RunStillActive(DmflowError):
     """Recovery refused: the run is being worked on right now."""
 
-    def __init__(self, run_id: UUID | str, status: str, heartbeat_age_s: float | None) -> None:
+    def __init__(self, run_id: UUID | str, status: str, liveness: str) -> None:
         self.run_id = str(run_id)
         self.status = status
-        age = f"{heartbeat_age_s:.0f} s ago" if heartbeat_age_s is not None else "never"
         super().__init__(
-            f"training run {self.run_id} is {status} and alive (last heartbeat {age}): "
-            "there is nothing to recover; follow it with `dmflow show "
-            f"{self.run_id}`. If its process is gone, the sweep marks it failed once the "
-            "heartbeat is stale, and it can be recovered then"
+            f"training run {self.run_id} is {status} and not known dead: {liveness}. "
+            f"Follow it with `dmflow show {self.run_id}`; once its driver is gone the sweep "
+            "marks it failed and it can be recovered"
         )

@@ -45,6 +45,33 @@ class TrainingRun(BaseModel):
     usage: dict[str, Any] = Field(default_factory=dict)
 
 
+class Recovery(BaseModel):
+    """What a recovery did with a run."""
+
+    run: TrainingRun
+    """The run as the recovery left it."""
+    recovered: bool
+    """False when there was nothing to recover (a completed run)."""
+    message: str
+
+
+class SweepReport(BaseModel):
+    """What one pass of the recovery sweep did, by run id."""
+
+    reconciled: list[UUID] = Field(default_factory=list)
+    """Active runs found dead and marked failed in their phase."""
+    recovered: list[UUID] = Field(default_factory=list)
+    """Recovered in the sweep's own flow run (outside a deployment)."""
+    started: list[UUID] = Field(default_factory=list)
+    """Handed to the recover-training-run deployment as flow runs of their own."""
+    failed: list[UUID] = Field(default_factory=list)
+    """Whose recovery failed again (recorded on the run by phase)."""
+    waiting: list[UUID] = Field(default_factory=list)
+    """Failed too recently: recovered once the backoff has passed."""
+    over_budget: list[UUID] = Field(default_factory=list)
+    """Failed as often as the attempt budget allows: left for a person."""
+
+
 class TrainingPair(BaseModel):
     """One (question, chunk) pair of `deep_memory_training_pairs`."""
 

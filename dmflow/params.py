@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,3 +34,9 @@ class RunParams(BaseModel):
     poll_intervals_s: list[float] | None = None
     """Waits between job status checks, the last one repeating (default: the trainer's)."""
     training_timeout_s: float = Field(default=6 * 3600, gt=0)
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> Self:
+        """The run's parameters out of a call's arguments (a flow's `locals()`): every
+        field of this model, nothing else."""
+        return cls.model_validate({name: arguments[name] for name in cls.model_fields})

@@ -18,14 +18,16 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from dmflow.database import database_url, open_store
+from dmflow import resources
+from dmflow.database import database_url
 from dmflow.db.migrations import apply_migrations, discover, pending
 from dmflow.errors import ConfigurationError, DmflowError
-from dmflow.models import TrainingRun
-from dmflow.settings import Settings
+from dmflow.models import Recovery, TrainingRun
+from dmflow.params import RunParams
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
 
@@ -50,11 +52,8 @@ JsonOption = Annotated[
 
 @contextmanager
 def _store() -> Iterator[RunStore]:
-    store = open_store(Settings())
-    try:
-        yield store
-    finally:
-        store.close()
+    """The process's one store (closed when the process exits)."""
+    yield resources.store()
 
 
 def _dump(runs: list[TrainingRun] | TrainingRun) -> str:
@@ -78,7 +77,7 @@ def migrate(
     ] = False,
 ) -> None:
     """Apply pending migrations from supabase/migrations (recorded like `supabase db push`)."""
-    settings = Settings()
+    settings = resources.settings()
     if settings.database_url is None and settings.supabase_url is not None:
         raise ConfigurationError(
             "migrations need a direct database connection: set DMFLOW_DATABASE_URL to the "
@@ -224,7 +223,7 @@ class _ProgressDisplay(threading.Thread):
             self.join(5)
 
 
-def _run_flow(dataset: str, verbose: bool = False, **parameters: object) -> TrainingRun:
+def _run_flow(dataset: str, params: RunParams, verbose: bool = False) -> TrainingRun:
     """Run the parent flow in this process and return the run it drove."""
     if not verbose:  # our status line instead of Prefect's log lines (the UI keeps them)
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
@@ -232,13 +231,12 @@ def _run_flow(dataset: str, verbose: bool = False, **parameters: object) -> Trai
 
     from flows.training_run import training_run
 
-    call: Any = training_run(dataset, return_state=True, **parameters)
+    call: Any = training_run(dataset, return_state=True, **params.model_dump(exclude_unset=True))
     with _ProgressDisplay(dataset):
         state: State[Any] = asyncio.run(call)
     outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, dict) and "run_id" in outcome:
-        with _store() as store:
-            return store.get_run(UUID(outcome["run_id"]))
+    if isinstance(outcome, TrainingRun):
+        return outcome
     with _store() as store:  # failed: the run this flow run made, if it made one
         flow_run_id = state.state_details.flow_run_id
         run = store.find_run_by_flow_run_id(flow_run_id) if flow_run_id else None
@@ -249,46 +247,58 @@ def _run_flow(dataset: str, verbose: bool = False, **parameters: object) -> Trai
     raise DmflowError(f"the training run failed before it started: {outcome}")
 
 
+DEFAULTS = RunParams()
+"""The run parameters' defaults, from their one declaration."""
+
+
+def _run_params(arguments: dict[str, Any]) -> RunParams:
+    """The options as `RunParams`, a bad value reported as a usage error naming its option."""
+    try:
+        return RunParams.from_arguments(arguments)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        option = "--" + str(problem["loc"][0]).replace("_", "-")
+        raise typer.BadParameter(f"{option}: {problem['msg']}") from None
+
+
 @app.command()
 def run(
     dataset: Annotated[str, typer.Argument(help="DeepLake dataset: local path or hub://org/name.")],
-    generator: Annotated[str, typer.Option(help="local or openai.")] = "local",
-    model: Annotated[str | None, typer.Option(help="LLM for the openai generator.")] = None,
-    questions_per_chunk: Annotated[int, typer.Option(min=1, max=10)] = 4,
-    max_pairs: Annotated[int, typer.Option(min=1)] = 5000,
-    batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 64,
+    generator: Annotated[str, typer.Option(help="local or openai.")] = DEFAULTS.generator,
+    model: Annotated[
+        str | None, typer.Option(help="LLM for the openai generator.")
+    ] = DEFAULTS.model,
+    questions_per_chunk: Annotated[int, typer.Option(help="1-10.")] = DEFAULTS.questions_per_chunk,
+    max_pairs: Annotated[
+        int, typer.Option(help="Stop generating at this many pairs.")
+    ] = DEFAULTS.max_pairs,
+    batch_size: Annotated[int, typer.Option(help="Chunks per task, 1-1000.")] = DEFAULTS.batch_size,
     train: Annotated[
         bool, typer.Option("--train/--no-train", help="Train after generating.")
-    ] = True,
-    trainer: Annotated[str, typer.Option(help="local or managed.")] = "local",
+    ] = DEFAULTS.train,
+    trainer: Annotated[str, typer.Option(help="local or managed.")] = DEFAULTS.trainer,
     embedder: Annotated[
         str | None,
         typer.Option(help="hashing-<d>, sentence-transformers:<dir> or openai:<model>."),
-    ] = None,
+    ] = DEFAULTS.embedder,
     include_previous_runs: Annotated[
         bool, typer.Option(help="Also train on the dataset's earlier completed runs' pairs.")
-    ] = False,
+    ] = DEFAULTS.include_previous_runs,
+    poll_intervals_s: Annotated[
+        list[float] | None,
+        typer.Option(help="Waits between job status checks (repeat the option).", hidden=True),
+    ] = DEFAULTS.poll_intervals_s,
+    training_timeout_s: Annotated[
+        float, typer.Option(help="Cancel a training job still running after this long.")
+    ] = DEFAULTS.training_timeout_s,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's log lines.")] = False,
 ) -> None:
     """Run a whole training run in this process. Exit 0 only when it ends as asked:
     completed (or generated, with --no-train)."""
-    if generator not in ("local", "openai") or trainer not in ("local", "managed"):
-        raise typer.BadParameter("--generator is local or openai; --trainer is local or managed")
-    finished = _run_flow(
-        dataset,
-        generator=generator,
-        model=model,
-        questions_per_chunk=questions_per_chunk,
-        max_pairs=max_pairs,
-        batch_size=batch_size,
-        train=train,
-        trainer=trainer,
-        embedder=embedder,
-        include_previous_runs=include_previous_runs,
-        verbose=verbose,
-    )
+    params = _run_params(locals())
+    finished = _run_flow(dataset, params, verbose=verbose)
     _print_outcome(finished)
-    wanted = RunStatus.COMPLETED if train else RunStatus.GENERATED
+    wanted = RunStatus.COMPLETED if params.train else RunStatus.GENERATED
     if finished.status is not wanted:
         raise typer.Exit(1)
 
@@ -305,11 +315,14 @@ def recover(run_id: UUID) -> None:
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, DmflowError):
         raise outcome
-    with _store() as store:
-        finished = store.get_run(run_id)
-    if isinstance(outcome, dict) and not outcome.get("recovered"):
-        out.print(f"run {run_id} is {finished.status.value}: {outcome.get('message')}")
+    if isinstance(outcome, Recovery) and not outcome.recovered:
+        out.print(f"run {run_id} is {outcome.run.status.value}: {outcome.message}")
         return
+    if isinstance(outcome, Recovery):
+        finished = outcome.run
+    else:  # the recovery failed: the run records how
+        with _store() as store:
+            finished = store.get_run(run_id)
     _print_outcome(finished)
     if finished.status not in (RunStatus.COMPLETED, RunStatus.GENERATED):
         raise typer.Exit(1)
@@ -348,7 +361,7 @@ def demo() -> None:
     """Build the sample dataset and run a whole training run offline."""
     from dmflow.sample import build_sample_dataset
 
-    settings = Settings()
+    settings = resources.settings()
     dataset = settings.resolved_data_dir() / "sample"
     if not (dataset / "dataset_meta.json").is_file():
         written = build_sample_dataset(dataset, overwrite=True)
@@ -361,7 +374,7 @@ def demo() -> None:
         "running a training run: local questions, local Deep Memory adapter "
         "(the first Prefect call starts a temporary server: ~20 s)"
     )
-    finished = _run_flow(str(dataset))
+    finished = _run_flow(str(dataset), RunParams())
     _print_outcome(finished)
     if finished.status is not RunStatus.COMPLETED:
         raise typer.Exit(1)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from prefect.events import emit_event
 
+from dmflow import resources
 from dmflow.models import TrainingRun
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
@@ -56,11 +57,6 @@ class EventingRunStore:
         return getattr(self._inner, name)
 
 
-def open_flow_store() -> RunStore:
-    """The store flows use: the configured one, emitting status events."""
-    from typing import cast
-
-    from dmflow.database import open_store
-    from dmflow.settings import Settings
-
-    return cast(RunStore, EventingRunStore(open_store(Settings())))
+def flow_store() -> RunStore:
+    """The process's store (see `dmflow.resources`), emitting status events."""
+    return cast(RunStore, EventingRunStore(resources.store()))

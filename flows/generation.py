@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from typing import Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -20,18 +19,21 @@ from prefect.artifacts import (
     aupdate_progress_artifact,
 )
 
+from dmflow import resources
 from dmflow.chunks import Chunk, open_chunk_source
 from dmflow.errors import ConcurrentUpdate
+from dmflow.generation.base import QuestionGenerator
 from dmflow.generation.factory import build_generator
 from dmflow.models import TrainingRun
 from dmflow.params import RunParams
 from dmflow.settings import Settings
 from dmflow.status import Phase, RunStatus
 from dmflow.store.base import RunStore, fenced_run
-from flows.events import open_flow_store
+from flows.events import flow_store
 from flows.heartbeat import heartbeat
 from flows.hooks import phase_failure_hook
-from tasks.generation import generate_batch
+from flows.window import Window
+from tasks.generation import generate_questions, record_batch
 
 PROGRESS_EVERY_S = 1.0
 
@@ -54,6 +56,30 @@ def _summary_markdown(run: TrainingRun, skipped: dict[str, int], capped: bool) -
     return "\n".join(lines)
 
 
+class Progress:
+    """The run's progress artifact, updated at most once a second."""
+
+    def __init__(self, artifact_id: UUID, total: int) -> None:
+        self.artifact_id, self.total = artifact_id, max(1, total)
+        self.updated_at = 0.0
+
+    @classmethod
+    async def create(cls, run: TrainingRun, total: int) -> Progress:
+        artifact_id = await acreate_progress_artifact(
+            progress=100.0 * run.processed_chunks / max(1, total),
+            key=f"generation-progress-{run.id}",
+            description=f"Chunks processed for run {run.id} ({run.dataset})",
+        )
+        return cls(artifact_id, total)
+
+    async def update(self, run: TrainingRun, *, force: bool = False) -> None:
+        if force or time.monotonic() - self.updated_at >= PROGRESS_EVERY_S:
+            self.updated_at = time.monotonic()
+            await aupdate_progress_artifact(
+                self.artifact_id, 100.0 * run.processed_chunks / self.total
+            )
+
+
 @flow(
     name="generate-training-data",
     flow_run_name="generate-{run_id}",
@@ -61,31 +87,27 @@ def _summary_markdown(run: TrainingRun, skipped: dict[str, int], capped: bool) -
     on_crashed=[_on_failure],
     on_cancellation=[_on_failure],
 )
-async def generate_training_data(run_id: UUID, attempt: int | None = None) -> dict[str, Any]:
+async def generate_training_data(run_id: UUID, attempt: int | None = None) -> TrainingRun:
     """Generate question/chunk pairs for every chunk not yet in the run's ledger."""
-    logger = get_run_logger()
-    settings = Settings()
-    store = open_flow_store()
-    try:
-        run = fenced_run(store, run_id, attempt)
-        if run.status is not RunStatus.GENERATING:
-            if run.status is RunStatus.GENERATED or run.status.phase is Phase.TRAINING:
-                logger.info("run %s is already %s: nothing to generate", run.id, run.status.value)
-                return {"run_id": str(run.id), "pairs": run.pair_count, "status": run.status}
-            raise ConcurrentUpdate(run.id, run.status.value, run.attempt)
-        return await _generate(run, store, settings)
-    finally:
-        store.close()
+    store = flow_store()
+    run = fenced_run(store, run_id, attempt)
+    if run.status is not RunStatus.GENERATING:
+        if run.status is RunStatus.GENERATED or run.status.phase is Phase.TRAINING:
+            get_run_logger().info(
+                "run %s is already %s: nothing to generate", run.id, run.status.value
+            )
+            return run
+        raise ConcurrentUpdate(run.id, run.status.value, run.attempt)
+    return await _generate(run, store, resources.settings())
 
 
-async def _generate(run: TrainingRun, store: RunStore, settings: Settings) -> dict[str, Any]:
-    logger = get_run_logger()
+async def _generate(run: TrainingRun, store: RunStore, settings: Settings) -> TrainingRun:
     params = RunParams.model_validate(run.params)
     source = await asyncio.to_thread(open_chunk_source, run.dataset, settings)
     run = await asyncio.to_thread(store.update_progress, run, total_chunks=source.total)
     recorded = await asyncio.to_thread(store.recorded_chunk_ids, run.id)
     generator = build_generator(params, settings)
-    logger.info(
+    get_run_logger().info(
         "generating for %s: %d chunks, %d already recorded, generator %s, batches of %d",
         run.dataset,
         source.total,
@@ -93,63 +115,78 @@ async def _generate(run: TrainingRun, store: RunStore, settings: Settings) -> di
         generator.name,
         params.batch_size,
     )
-    progress_id = await acreate_progress_artifact(
-        progress=100.0 * run.processed_chunks / max(1, source.total),
-        key=f"generation-progress-{run.id}",
-        description=f"Chunks processed for run {run.id} ({run.dataset})",
-    )
-    latest = run
-    in_flight: set[asyncio.Task[TrainingRun]] = set()
-    last_progress = 0.0
-
-    async def settle(block_until_below: int) -> None:
-        nonlocal latest, last_progress
-        while len(in_flight) >= max(1, block_until_below) or (block_until_below == 0 and in_flight):
-            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for finished in done:
-                in_flight.discard(finished)
-                recorded_run = finished.result()  # a failed batch fails the phase here
-                if recorded_run.processed_chunks >= latest.processed_chunks:
-                    latest = recorded_run
-            if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
-                last_progress = time.monotonic()
-                await aupdate_progress_artifact(
-                    progress_id, 100.0 * latest.processed_chunks / max(1, source.total)
-                )
-
-    batches: Iterator[list[Chunk]] = source.batches(params.batch_size, skip=recorded)
+    progress = await Progress.create(run, source.total)
+    batches = source.batches(params.batch_size, skip=recorded)
     async with heartbeat(store, run):
-        try:
-            index = 0
-            while latest.pair_count < params.max_pairs:
-                chunks = await asyncio.to_thread(next, batches, None)
-                if chunks is None:
-                    break
-                index += 1
-                label = f"{index}-{chunks[0].id}"
-                in_flight.add(
-                    asyncio.create_task(
-                        generate_batch(generator, store, run, chunks, params.max_pairs, label)
-                    )
-                )
-                await settle(settings.generation_batches_in_flight)
-            await settle(0)
-        except BaseException:
-            for pending in in_flight:
-                pending.cancel()
-            await asyncio.gather(*in_flight, return_exceptions=True)
-            raise
+        run = await _record_all(
+            run,
+            store,
+            batches,
+            generator,
+            params,
+            Window(settings.generation_batches_in_flight),
+            progress,
+        )
+    return await _finish(run, store, params, progress)
 
-    run = await asyncio.to_thread(store.get_run, run.id)
+
+async def _record_all(
+    run: TrainingRun,
+    store: RunStore,
+    batches: Iterator[list[Chunk]],
+    generator: QuestionGenerator,
+    params: RunParams,
+    window: Window[TrainingRun],
+    progress: Progress,
+) -> TrainingRun:
+    """Generate and record every batch, a bounded window of them in flight; return the
+    run as the last recorded batch left it."""
+    latest, index = run, 0
+    try:
+        while latest.pair_count < params.max_pairs:
+            chunks = await asyncio.to_thread(next, batches, None)
+            if chunks is None:
+                break
+            index += 1
+            step = _generate_and_record(
+                generator, store, run, chunks, params.max_pairs, f"{index}-{chunks[0].id}"
+            )
+            latest = _newest(latest, await window.add(step))
+            await progress.update(latest)
+        return _newest(latest, await window.drain())
+    except BaseException:
+        await window.cancel()
+        raise
+
+
+async def _generate_and_record(
+    generator: QuestionGenerator,
+    store: RunStore,
+    run: TrainingRun,
+    chunks: list[Chunk],
+    max_pairs: int,
+    label: str,
+) -> TrainingRun:
+    batch = await generate_questions(generator, chunks, label)
+    return await record_batch(store, run, batch, max_pairs, label)
+
+
+def _newest(latest: TrainingRun, recorded: list[TrainingRun]) -> TrainingRun:
+    """Batches finish in any order; the counters only grow."""
+    return max([latest, *recorded], key=lambda r: (r.processed_chunks, r.pair_count))
+
+
+async def _finish(
+    run: TrainingRun, store: RunStore, params: RunParams, progress: Progress
+) -> TrainingRun:
+    logger = get_run_logger()
     capped = run.pair_count >= params.max_pairs
     if capped:
         logger.info("stopped at the max_pairs cap of %d pairs", params.max_pairs)
         run = await asyncio.to_thread(
             store.update_progress, run, params_patch={"max_pairs_reached": True}
         )
-    await aupdate_progress_artifact(
-        progress_id, 100.0 * run.processed_chunks / max(1, source.total)
-    )
+    await progress.update(run, force=True)
     skipped = await asyncio.to_thread(store.skipped_reasons, run.id)
     run = await asyncio.to_thread(store.transition, run, RunStatus.GENERATED)
     await acreate_markdown_artifact(
@@ -164,13 +201,4 @@ async def _generate(run: TrainingRun, store: RunStore, settings: Settings) -> di
         run.total_chunks,
         sum(skipped.values()),
     )
-    return {
-        "run_id": str(run.id),
-        "status": run.status.value,
-        "chunks": run.processed_chunks,
-        "total_chunks": run.total_chunks,
-        "pairs": run.pair_count,
-        "skipped": skipped,
-        "max_pairs_reached": capped,
-        "usage": run.usage,
-    }
+    return run

@@ -11,9 +11,10 @@ from prefect import Flow
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.flows import FlowStateHook
 
-from dmflow.errors import ConcurrentUpdate, DmflowError
-from dmflow.status import Phase, RunStatus
-from flows.events import open_flow_store
+from dmflow import lifecycle
+from dmflow.errors import DmflowError
+from dmflow.status import Phase
+from flows.events import flow_store
 
 logger = logging.getLogger("dmflow.hooks")
 
@@ -34,38 +35,13 @@ def error_text(state: Any) -> str:
     return str(state.message or state.name or "the flow run ended without a message")
 
 
-def mark_phase_failed(phase: Phase, run_id: UUID, attempt: int | None, message: str) -> bool:
-    """Move the run from the phase's active status to its failed one. False when the run
-    is elsewhere (already failed, moved on, or taken over by a newer attempt)."""
-    active, failed = RunStatus.active_status_of(phase), RunStatus.failed_status_of(phase)
-    store = open_flow_store()
-    try:
-        run = store.get_run(run_id)
-        if run.status is not active or (attempt is not None and run.attempt != attempt):
-            logger.info(
-                "run %s is %s at attempt %s: not marking it %s",
-                run_id,
-                run.status.value,
-                run.attempt,
-                failed.value,
-            )
-            return False
-        try:
-            store.transition(run, failed, error_message=message[:4000])
-        except ConcurrentUpdate:
-            return False
-        return True
-    finally:
-        store.close()
-
-
 def phase_failure_hook(phase: Phase) -> Hook:
     def hook(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
         parameters = flow_run.parameters or {}
         run_id = UUID(str(parameters["run_id"]))
         attempt = parameters.get("attempt")
         try:
-            mark_phase_failed(phase, run_id, attempt, error_text(state))
+            lifecycle.fail_phase(flow_store(), run_id, phase, attempt, error_text(state))
         except DmflowError:
             logger.exception("could not record the failure of run %s", run_id)
             raise
@@ -74,18 +50,10 @@ def phase_failure_hook(phase: Phase) -> Hook:
     return hook
 
 
-def mark_active_run_failed(flow_run_id: UUID, message: str) -> bool:
-    """For the parent flow: fail the run it drives in the phase the database says it is
-    in. A phase status written by a subflow's own hook is never overwritten."""
-    store = open_flow_store()
-    try:
-        run = store.find_run_by_flow_run_id(flow_run_id)
-    finally:
-        store.close()
-    if run is None or not run.status.is_active:
-        return False
-    return mark_phase_failed(run.status.phase, run.id, run.attempt, message)
-
-
 def parent_failure_hook(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
-    mark_active_run_failed(flow_run.id, error_text(state))
+    """For the parent flows: fail the run they drive in the phase the database says it is
+    in. A phase status written by a subflow's own hook is never overwritten."""
+    store = flow_store()
+    run = store.find_run_by_flow_run_id(flow_run.id)
+    if run is not None:
+        lifecycle.fail_active_run(store, run, error_text(state))

@@ -2,58 +2,45 @@
 
 from __future__ import annotations
 
-from prefect import serve
+import importlib
+from typing import Any
+
+from prefect import Flow, serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 
-from flows.recovery import delete_failed_run, recover_failed_runs, recover_training_run
-from flows.training_run import training_run
-
-SWEEP_CRON = "*/15 * * * *"
-# Runs beyond this wait their turn rather than compete for the LLM and the database.
-RUNS_AT_ONCE = ConcurrencyLimitConfig(limit=4, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
+from flows.deployment_table import DEPLOYMENTS, TAGS, Deployment
 
 
-def _built(deployment: object) -> RunnerDeployment:
+def flow_of(deployment: Deployment) -> Flow[..., Any]:
+    path, _, function = deployment.entrypoint.partition(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    found = getattr(module, function)
+    assert isinstance(found, Flow), deployment.entrypoint
+    return found
+
+
+def runner_deployment(deployment: Deployment) -> RunnerDeployment:
+    limit: ConcurrencyLimitConfig | None = None
+    if deployment.concurrency_limit is not None:
+        limit = ConcurrencyLimitConfig(
+            limit=deployment.concurrency_limit,
+            collision_strategy=ConcurrencyLimitStrategy(deployment.collision_strategy),
+        )
+    built = flow_of(deployment).to_deployment(
+        name=deployment.name,
+        description=deployment.description,
+        cron=deployment.cron,
+        concurrency_limit=limit,
+        tags=list(TAGS),
+    )
     # to_deployment() hands back a coroutine only inside an event loop; this is sync.
-    assert isinstance(deployment, RunnerDeployment)
-    return deployment
+    assert isinstance(built, RunnerDeployment)
+    return built
 
 
 def deployments() -> list[RunnerDeployment]:
-    return [_built(d) for d in _declared()]
-
-
-def _declared() -> list[object]:
-    return [
-        training_run.to_deployment(
-            name="training-run",
-            description="Generate question/chunk pairs for a dataset, then train Deep Memory.",
-            concurrency_limit=RUNS_AT_ONCE,
-            tags=["dmflow"],
-        ),
-        recover_training_run.to_deployment(
-            name="recover-training-run",
-            description="Resume a failed run at its phase.",
-            concurrency_limit=RUNS_AT_ONCE,
-            tags=["dmflow"],
-        ),
-        recover_failed_runs.to_deployment(
-            name="recover-failed-runs",
-            description="Sweep: mark dead runs failed, recover failed ones within the budget.",
-            cron=SWEEP_CRON,
-            # One sweep at a time; a sweep due while one still runs is dropped.
-            concurrency_limit=ConcurrencyLimitConfig(
-                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
-            ),
-            tags=["dmflow"],
-        ),
-        delete_failed_run.to_deployment(
-            name="delete-failed-run",
-            description="Delete a failed run with its pairs and chunk ledger.",
-            tags=["dmflow"],
-        ),
-    ]
+    return [runner_deployment(d) for d in DEPLOYMENTS]
 
 
 def serve_all() -> None:

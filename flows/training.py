@@ -15,6 +15,7 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 
+from dmflow import resources
 from dmflow.errors import ConcurrentUpdate
 from dmflow.models import TrainingPair, TrainingRun
 from dmflow.params import RunParams
@@ -30,12 +31,14 @@ from dmflow.training.base import (
 )
 from dmflow.training.evaluation import RECALL_AT, split_by_chunk
 from dmflow.training.factory import build_trainer
-from flows.events import open_flow_store
+from flows.events import flow_store
 from flows.heartbeat import heartbeat
 from flows.hooks import phase_failure_hook
 from tasks.training import job_status, submit_job
 
 _on_failure = phase_failure_hook(Phase.TRAINING)
+
+Split = tuple[list[TrainingPair], list[TrainingPair]]
 
 
 def recall_markdown(run: TrainingRun, metrics: dict[str, Any]) -> str:
@@ -114,55 +117,73 @@ async def _poll(
     on_crashed=[_on_failure],
     on_cancellation=[_on_failure],
 )
-async def train_deep_memory(run_id: UUID, attempt: int | None = None) -> dict[str, Any]:
-    """Train Deep Memory on the run's pairs, evaluate it, complete the run."""
+async def train_deep_memory(
+    run_id: UUID, attempt: int | None = None, preflight: bool = True
+) -> TrainingRun:
+    """Train Deep Memory on the run's pairs, evaluate it, complete the run.
+
+    `preflight=False`: the caller ran training's preflight moments ago (a new run)."""
     logger = get_run_logger()
-    settings = Settings()
-    store = open_flow_store()
+    store = flow_store()
+    run = fenced_run(store, run_id, attempt)
+    if run.status is RunStatus.COMPLETED:
+        logger.info("run %s is already completed", run.id)
+        return run
+    if run.status is RunStatus.GENERATED:
+        run = store.transition(run, RunStatus.TRAINING)
+    elif run.status is not RunStatus.TRAINING:
+        raise ConcurrentUpdate(run.id, run.status.value, run.attempt)
+    async with heartbeat(store, run):
+        return await _train(run, store, resources.settings(), preflight)
+
+
+async def _reattachable_job(trainer: DeepMemoryTrainer, job_id: str | None) -> str | None:
+    """The stored job if it is still pending or training; None when it must be submitted anew."""
+    if job_id is None:
+        return None
+    logger = get_run_logger()
     try:
-        run = fenced_run(store, run_id, attempt)
-        if run.status is RunStatus.COMPLETED:
-            logger.info("run %s is already completed", run.id)
-            return {"run_id": str(run.id), "status": run.status.value, "metrics": run.metrics}
-        if run.status is RunStatus.GENERATED:
-            run = store.transition(run, RunStatus.TRAINING)
-        elif run.status is not RunStatus.TRAINING:
-            raise ConcurrentUpdate(run.id, run.status.value, run.attempt)
-        async with heartbeat(store, run):
-            return await _train(run, store, settings)
-    finally:
-        store.close()
+        previous = await asyncio.to_thread(trainer.status, job_id)
+    except TrainerUnavailable:
+        raise  # the job may well be running: never submit a second one blind
+    except TrainingError as exc:
+        logger.warning("stored job %s cannot be found (%s): submitting anew", job_id, exc)
+        return None
+    if previous.state is JobState.FAILED:
+        logger.info("job %s failed (%s): submitting anew", job_id, previous.error)
+        return None
+    logger.info("re-attaching to job %s (%s)", job_id, previous.state.value)
+    return job_id
 
 
-async def _train(run: TrainingRun, store: RunStore, settings: Settings) -> dict[str, Any]:
-    logger = get_run_logger()
+async def _submit(
+    trainer: DeepMemoryTrainer, store: RunStore, run: TrainingRun, params: RunParams
+) -> tuple[TrainingRun, Split]:
+    pairs = await asyncio.to_thread(training_pairs, store, run, params)
+    if not pairs:
+        raise TrainingError("the run has no pairs to train on: its generation made none")
+    split = train, held = split_by_chunk(pairs)
+    get_run_logger().info("submitting %d pairs (%d held out for evaluation)", len(train), len(held))
+    job_id = await submit_job(trainer, run.dataset, train, held)
+    run = await asyncio.to_thread(store.update_progress, run, deeplake_job_id=job_id)
+    return run, split
+
+
+async def _train(
+    run: TrainingRun, store: RunStore, settings: Settings, preflight: bool
+) -> TrainingRun:
     params = RunParams.model_validate(run.params)
     trainer = build_trainer(params, settings)
-    embedder = await asyncio.to_thread(trainer.preflight, run.dataset)
-    job_id = run.deeplake_job_id
-    split: tuple[list[TrainingPair], list[TrainingPair]] | None = None
-    if job_id is not None:
-        try:
-            previous = await asyncio.to_thread(trainer.status, job_id)
-        except TrainerUnavailable:
-            raise  # the job may well be running: never submit a second one blind
-        except TrainingError as exc:
-            logger.warning("stored job %s cannot be found (%s): submitting anew", job_id, exc)
-            job_id = None
-        else:
-            if previous.state.is_running:
-                logger.info("re-attaching to job %s (%s)", job_id, previous.state.value)
-            elif previous.state is JobState.FAILED:
-                logger.info("job %s failed (%s): submitting anew", job_id, previous.error)
-                job_id = None
+    if preflight or params.embedder is None:
+        embedder = await asyncio.to_thread(trainer.preflight, run.dataset)
+    else:
+        embedder = params.embedder
+    job_id = await _reattachable_job(trainer, run.deeplake_job_id)
+    split: Split | None = None
     if job_id is None:
-        pairs = await asyncio.to_thread(training_pairs, store, run, params)
-        if not pairs:
-            raise TrainingError("the run has no pairs to train on: its generation made none")
-        split = train, held = split_by_chunk(pairs)
-        logger.info("submitting %d pairs (%d held out for evaluation)", len(train), len(held))
-        job_id = await submit_job(trainer, run.dataset, train, held)
-        run = await asyncio.to_thread(store.update_progress, run, deeplake_job_id=job_id)
+        run, split = await _submit(trainer, store, run, params)
+        assert run.deeplake_job_id is not None
+        job_id = run.deeplake_job_id
     intervals = params.poll_intervals_s or list(
         getattr(trainer, "default_poll_intervals_s", (5.0, 10.0, 30.0))
     )
@@ -177,6 +198,10 @@ async def _train(run: TrainingRun, store: RunStore, settings: Settings) -> dict[
         train, held = split
         metrics.update(await asyncio.to_thread(trainer.baseline, run.dataset, held))
         metrics["train_pairs"] = len(train)
+    return await _complete(store, run, metrics)
+
+
+async def _complete(store: RunStore, run: TrainingRun, metrics: dict[str, Any]) -> TrainingRun:
     run = await asyncio.to_thread(store.update_progress, run, metrics=metrics)
     run = await asyncio.to_thread(store.transition, run, RunStatus.COMPLETED)
     await acreate_markdown_artifact(
@@ -186,5 +211,5 @@ async def _train(run: TrainingRun, store: RunStore, settings: Settings) -> dict[
     )
     before = metrics.get("before", {}).get("recall@10")
     after = metrics.get("after", {}).get("recall@10")
-    logger.info("run %s completed: recall@10 %s -> %s", run.id, before, after)
-    return {"run_id": str(run.id), "status": run.status.value, "metrics": metrics}
+    get_run_logger().info("run %s completed: recall@10 %s -> %s", run.id, before, after)
+    return run

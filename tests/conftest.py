@@ -1,6 +1,9 @@
 """Fixtures are grouped by the real system they start (see tests/fixtures/)."""
 
 import os
+from collections.abc import Iterator
+
+import pytest
 
 # Keep every test offline and quiet, whatever the developer's environment says.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -13,6 +16,16 @@ pytest_plugins = [
     "tests.fixtures.prefect",
     "tests.fixtures.activeloop_server",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _close_shared_stores() -> Iterator[None]:
+    """Each test's flows open the process's store for that test's database: close it
+    after the test, before the database is dropped."""
+    yield
+    from dmflow import resources
+
+    resources.close_all()
 
 
 def pytest_unconfigure(config: object) -> None:

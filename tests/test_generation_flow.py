@@ -64,7 +64,7 @@ def test_local_generation_end_to_end(
     assert done.status is RunStatus.GENERATED
     assert done.total_chunks == done.processed_chunks == len(sample_texts)
     pairs = db.execute("select count(*) from deep_memory_training_pairs")[0][0]
-    assert done.pair_count == pairs == summary["pairs"]
+    assert done.pair_count == pairs == summary.pair_count
     assert 3 * len(sample_texts) <= pairs <= 4 * len(sample_texts)
     assert ledger_stats(db, run.id) == (len(sample_texts), len(sample_texts), 0)
     assert done.heartbeat_at is not None
@@ -96,7 +96,7 @@ def test_generation_stops_at_max_pairs(
     summary = asyncio.run(generate_training_data(run.id))
     done = store.get_run(run.id)
     assert (done.status, done.pair_count) == (RunStatus.GENERATED, 50)
-    assert done.params["max_pairs_reached"] is True and summary["max_pairs_reached"]
+    assert done.params["max_pairs_reached"] is True and summary.params["max_pairs_reached"]
     assert done.processed_chunks < done.total_chunks
 
 

@@ -9,7 +9,6 @@ import signal
 import threading
 import time
 from pathlib import Path
-from uuid import UUID
 
 import pytest
 from pydantic import SecretStr
@@ -48,7 +47,7 @@ def test_submit_poll_completed_through_the_parent_flow(
 ) -> None:
     activeloop_server.script = JobScript(polls_until_done=0)
     result = asyncio.run(training_run(CORPUS, trainer="managed", max_pairs=400))
-    run = store.get_run(UUID(result["run_id"]))
+    run = store.get_run(result.id)
     assert run.status is RunStatus.COMPLETED, run.error_message
     assert run.params["embedder"] == "hashing-512"
     assert activeloop_server.count("train") == 1

@@ -11,7 +11,7 @@ import pytest
 from dmflow.chunks import DeepLakeChunkSource
 from dmflow.errors import ConcurrentUpdate, RunStillActive
 from dmflow.generation.local import LocalQuestionGenerator
-from dmflow.models import TrainingRun
+from dmflow.models import Recovery, TrainingRun
 from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
 from flows.generation import generate_training_data
@@ -45,7 +45,7 @@ def test_generating_failed_resumes_generation_then_trains(
     failed = half_generated_then_failed(store, sample_dataset)
     result = asyncio.run(recover_training_run(failed.id))
     done = store.get_run(failed.id)
-    assert result["recovered"] and done.status is RunStatus.COMPLETED
+    assert result.recovered and done.status is RunStatus.COMPLETED
     assert done.attempt == 1 and done.error_message is None
     assert done.processed_chunks == len(sample_texts)
     assert duplicate_pairs(db) == 0
@@ -82,12 +82,8 @@ def test_completed_run_has_nothing_to_do(
     run = store.create_run("ds")
     db.execute("update deep_memory_training_runs set status = 'completed' where id = %s", (run.id,))
     result = asyncio.run(recover_training_run(run.id))
-    assert result == {
-        "run_id": str(run.id),
-        "status": "completed",
-        "recovered": False,
-        "message": "already completed: nothing to do",
-    }
+    assert (result.run.id, result.run.status) == (run.id, RunStatus.COMPLETED)
+    assert not result.recovered and result.message == "already completed: nothing to do"
 
 
 def test_a_live_run_is_refused(flow_env: dict[str, str], store: PostgresRunStore) -> None:
@@ -133,7 +129,7 @@ def test_two_recoveries_at_once_exactly_one_proceeds(
         thread.join(timeout=300)
     # One recovery proceeds. The other is refused (it lost the compare-and-set, or found
     # the run alive) or, if it came late, finds nothing left to do: never a second run.
-    proceeded = [o for o in outcomes if isinstance(o, dict) and o["recovered"]]
+    proceeded = [o for o in outcomes if isinstance(o, Recovery) and o.recovered]
     others = [o for o in outcomes if o not in proceeded]
     assert len(proceeded) == 1, outcomes
     assert isinstance(others[0], ConcurrentUpdate | RunStillActive) or (
@@ -162,9 +158,9 @@ def test_the_sweep_reconciles_recovers_and_reports(
 
     report = asyncio.run(recover_failed_runs())
 
-    assert str(dead.id) in report["reconciled"]
-    assert str(exhausted.id) in report["over_budget"]
-    assert str(failed.id) in report["recovered"]
+    assert dead.id in report.reconciled
+    assert exhausted.id in report.over_budget
+    assert failed.id in report.recovered
     assert store.get_run(failed.id).status is RunStatus.COMPLETED
     assert store.get_run(exhausted.id).status is RunStatus.TRAINING_FAILED
     # the dead run's dataset does not exist: its recovery failed again, recorded by phase

@@ -111,7 +111,7 @@ def test_training_subflow_completes_the_run(
     assert done.deeplake_job_id is not None and done.deeplake_job_id.startswith("local-")
     assert done.metrics is not None
     assert done.metrics["after"]["recall@10"] > done.metrics["before"]["recall@10"]
-    assert result["metrics"]["job_id"] == done.deeplake_job_id
+    assert result.metrics["job_id"] == done.deeplake_job_id
     assert db.execute("select last_training_run_id from deep_memory_settings") == [(done.id,)]
 
 

@@ -19,7 +19,7 @@ def test_a_whole_run_completes(
 ) -> None:
     result = asyncio.run(training_run(sample_dataset))
     [run] = store.list_runs()
-    assert str(run.id) == result["run_id"]
+    assert run.id == result.id
     assert run.status is RunStatus.COMPLETED
     assert run.flow_run_id is not None
     assert run.metrics is not None and run.metrics["after"]["recall@10"] > 0

@@ -1,0 +1,171 @@
+"""The run's lifecycle decisions, as plain functions over a run, the time and the settings.
+
+    (new) -> generating -> generated -> training -> completed
+                 |                         |
+         generating_failed           training_failed
+
+Flows ask these functions what to do and carry it out; nothing here knows Prefect.
+What Prefect alone can tell (whether a flow run still runs) comes in as an argument.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from dmflow.errors import ConcurrentUpdate
+from dmflow.models import TrainingRun
+from dmflow.params import RunParams
+from dmflow.settings import Settings
+from dmflow.status import Phase, RunStatus
+from dmflow.store.base import RunStore
+
+logger = logging.getLogger("dmflow.lifecycle")
+
+ERROR_MESSAGE_MAX_CHARS = 4000
+
+_REOPENS_TO = {
+    RunStatus.GENERATING_FAILED: RunStatus.GENERATING,
+    RunStatus.TRAINING_FAILED: RunStatus.TRAINING,
+}
+
+
+def reopen_failed_phase(
+    store: RunStore, run: TrainingRun, flow_run_id: UUID | None = None
+) -> TrainingRun:
+    """The recovery transition: a failed run goes back into its phase with `attempt` bumped
+    (a compare-and-set, so of two concurrent recoveries exactly one wins). Any other run
+    is returned as it is."""
+    target = _REOPENS_TO.get(run.status)
+    if target is None:
+        return run
+    return store.transition(run, target, flow_run_id=flow_run_id)
+
+
+def phases_to_do(run: TrainingRun, train: bool) -> list[Phase]:
+    """The phases still to run, in order, from where the run stands. A failed run has
+    none until `reopen_failed_phase` moves it back into its phase."""
+    if run.status is RunStatus.GENERATING:
+        return [Phase.GENERATION, Phase.TRAINING] if train else [Phase.GENERATION]
+    if run.status is RunStatus.GENERATED:
+        return [Phase.TRAINING] if train else []
+    if run.status is RunStatus.TRAINING:
+        return [Phase.TRAINING]
+    return []
+
+
+def trains_on_recovery(run: TrainingRun) -> bool:
+    """Recovery trains a run started with training on, and a run a person asked to train:
+    one waiting at `generated` (started with --no-train) or already in the training phase."""
+    params = RunParams.model_validate(run.params)
+    return params.train or run.status is RunStatus.GENERATED or run.status.phase is Phase.TRAINING
+
+
+def heartbeat_age_s(run: TrainingRun, now: datetime) -> float | None:
+    if run.heartbeat_at is None:
+        return None
+    return (now - run.heartbeat_at).total_seconds()
+
+
+def heartbeat_is_stale(run: TrainingRun, now: datetime, settings: Settings) -> bool:
+    age = heartbeat_age_s(run, now)
+    return age is None or age >= settings.stale_after_s
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """Whether an active run still has a driver, and why, in words a person reads."""
+
+    dead: bool
+    reason: str
+
+
+def liveness(
+    run: TrainingRun, now: datetime, settings: Settings, *, flow_run_alive: bool
+) -> Liveness:
+    """An active run is dead when its heartbeat is stale and its flow run no longer runs.
+
+    `flow_run_alive` is only consulted for a stale heartbeat: a caller may pass anything
+    when `heartbeat_is_stale` is false.
+    """
+    if not run.status.is_active:
+        return Liveness(False, f"{run.status.value}: not an active run")
+    age = heartbeat_age_s(run, now)
+    beat = "no heartbeat ever" if age is None else f"last heartbeat {age:.0f} s ago"
+    if not heartbeat_is_stale(run, now, settings):
+        return Liveness(False, f"alive ({beat})")
+    limit = f"the stale limit is {settings.stale_after_s:g} s"
+    if flow_run_alive:
+        return Liveness(
+            False,
+            f"silent ({beat}; {limit}) but its Prefect flow run {run.flow_run_id} is still running",
+        )
+    return Liveness(
+        True,
+        f"the run's process stopped without reporting ({beat}; {limit}; its flow run is "
+        "not running): killed, out of memory or its machine lost",
+    )
+
+
+class SweepAction(StrEnum):
+    RECONCILE = "reconcile"
+    """An active run without a driver: mark it failed in its phase."""
+    RECOVER = "recover"
+    WAIT = "wait"
+    """Failed too recently: the backoff has not passed."""
+    OVER_BUDGET = "over_budget"
+    """Failed as often as the budget allows: left for a person."""
+    NONE = "none"
+
+
+def sweep_action(
+    run: TrainingRun, now: datetime, settings: Settings, run_liveness: Liveness | None = None
+) -> SweepAction:
+    """What the sweep does with one run. Active runs need their `liveness`."""
+    if run.status.is_active:
+        return SweepAction.RECONCILE if run_liveness and run_liveness.dead else SweepAction.NONE
+    if not run.status.is_failed:
+        return SweepAction.NONE
+    if run.attempt >= settings.recovery_attempt_budget:
+        return SweepAction.OVER_BUDGET
+    since = (now - run.updated_at).total_seconds() if run.updated_at else float("inf")
+    if since < recovery_backoff_s(run, settings):
+        return SweepAction.WAIT
+    return SweepAction.RECOVER
+
+
+def recovery_backoff_s(run: TrainingRun, settings: Settings) -> float:
+    """Exponential: backoff x 2^attempt after the run's last failure."""
+    return float(settings.recovery_backoff_s * 2**run.attempt)
+
+
+def fail_phase(
+    store: RunStore, run_id: UUID, phase: Phase, attempt: int | None, message: str
+) -> TrainingRun | None:
+    """Move the run from the phase's active status to its failed one; None when the run is
+    elsewhere (already failed, moved on, or taken over by a newer attempt)."""
+    active, failed = RunStatus.active_status_of(phase), RunStatus.failed_status_of(phase)
+    run = store.get_run(run_id)
+    if run.status is not active or (attempt is not None and run.attempt != attempt):
+        logger.info(
+            "run %s is %s at attempt %s: not marking it %s",
+            run_id,
+            run.status.value,
+            run.attempt,
+            failed.value,
+        )
+        return None
+    try:
+        return store.transition(run, failed, error_message=message[:ERROR_MESSAGE_MAX_CHARS])
+    except ConcurrentUpdate:
+        return None
+
+
+def fail_active_run(store: RunStore, run: TrainingRun, message: str) -> TrainingRun | None:
+    """Fail an active run in the phase it is in (a dead driver, a failed parent flow)."""
+    if not run.status.is_active:
+        return None
+    return fail_phase(store, run.id, run.status.phase, run.attempt, message)

@@ -1,0 +1,33 @@
+"""Walk the phases a run still has to do: the one path the parent flow and recovery share."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from prefect.runtime import flow_run as current_flow_run
+
+from dmflow.models import TrainingRun
+from dmflow.status import Phase
+from flows.generation import generate_training_data
+from flows.training import train_deep_memory
+
+
+async def run_phases(
+    run: TrainingRun, phases: list[Phase], *, preflighted: bool = False
+) -> TrainingRun:
+    """Run each phase's subflow in order and return the run as the last one left it.
+
+    `preflighted`: training's preflight already ran in this flow run (a new run), so the
+    training subflow does not repeat it.
+    """
+    for phase in phases:
+        if phase is Phase.GENERATION:
+            run = await generate_training_data(run.id, attempt=run.attempt)
+        else:
+            run = await train_deep_memory(run.id, attempt=run.attempt, preflight=not preflighted)
+    return run
+
+
+def current_flow_run_id() -> UUID | None:
+    """The flow run this code runs in, if any."""
+    return UUID(str(current_flow_run.id)) if current_flow_run.id else None
