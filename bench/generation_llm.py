@@ -26,7 +26,7 @@ def main() -> None:
     # The test server runs in its own process, as a real endpoint would: in this one
     # it would compete with the pipeline for the GIL.
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.fixtures.llm_server", str(LATENCY_S)],
+        [sys.executable, "-m", "dmflow.testing.llm_server", str(LATENCY_S)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).parent.parent,

@@ -20,9 +20,16 @@ CHUNKS = 2_000
 BATCH = 64
 
 
+# The generation subflow in a process of its own, so it can be killed for real.
+GENERATE = (
+    "import asyncio, sys, uuid; from flows.generation import generate_training_data; "
+    "asyncio.run(generate_training_data(uuid.UUID(sys.argv[1])))"
+)
+
+
 def main() -> None:
     from bench.common import bench_environment, synthetic_dataset
-    from tests.fixtures.llm_server import start_llm_server
+    from dmflow.testing.llm_server import start_llm_server
 
     server, httpd = start_llm_server()
     server.latency_s = 0.02
@@ -41,7 +48,7 @@ def main() -> None:
             params={"generator": "openai", "max_pairs": 10**9, "batch_size": BATCH},
         )
         worker = subprocess.Popen(
-            [sys.executable, "-m", "tests.fixtures.generation_worker", str(run.id)],
+            [sys.executable, "-c", GENERATE, str(run.id)],
             cwd=Path(__file__).parent.parent,
             env=dict(os.environ),
             stdout=subprocess.DEVNULL,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -24,3 +25,53 @@ def test_ruff_is_clean() -> None:
 def test_mypy_is_clean() -> None:
     result = _run(str(BIN / "mypy"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+PACKAGES = ("dmflow", "tasks", "flows")
+MAX_FUNCTION_LINES = 60
+
+
+def _modules(*folders: str) -> list[tuple[Path, ast.Module]]:
+    return [
+        (path, ast.parse(path.read_text()))
+        for folder in folders
+        for path in sorted((ROOT / folder).rglob("*.py"))
+    ]
+
+
+def _imports(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_layers_point_one_way() -> None:
+    """flows -> tasks -> dmflow; the core never imports Prefect; bench never imports tests."""
+    forbidden = {
+        "dmflow": {"prefect", "flows", "tasks", "tests", "bench"},
+        "tasks": {"flows", "tests", "bench"},
+        "flows": {"tests", "bench"},
+        "bench": {"tests"},
+    }
+    crossings = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for folder, banned in forbidden.items()
+        for path, tree in _modules(folder)
+        for name in sorted(_imports(tree) & banned)
+    ]
+    assert crossings == []
+
+
+def test_no_function_is_long() -> None:
+    long = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)"
+        for path, tree in _modules(*PACKAGES)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (length := (node.end_lineno or node.lineno) - node.lineno + 1) > MAX_FUNCTION_LINES
+    ]
+    assert long == []

@@ -1,0 +1,236 @@
+"""`dmflow.lifecycle`: every decision about a run, without Prefect (a real store to write to)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dmflow import lifecycle
+from dmflow.errors import ConcurrentUpdate
+from dmflow.lifecycle import SweepAction
+from dmflow.models import TrainingRun
+from dmflow.settings import Settings
+from dmflow.status import Phase, RunStatus
+from dmflow.store.postgres import PostgresRunStore
+from tests.fixtures.postgres import Database
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+SETTINGS = Settings(stale_after_s=60, recovery_attempt_budget=3, recovery_backoff_s=100)
+
+
+def a_run(status: RunStatus, **fields: object) -> TrainingRun:
+    values: dict[str, object] = {"id": uuid.uuid4(), "dataset": "ds", "status": status}
+    values.update(fields)
+    return TrainingRun.model_validate(values)
+
+
+def beat(seconds_ago: float | None) -> dict[str, object]:
+    return {"heartbeat_at": None if seconds_ago is None else NOW - timedelta(seconds=seconds_ago)}
+
+
+def run_in(db: Database, store: PostgresRunStore, status: RunStatus) -> TrainingRun:
+    run = store.create_run(f"ds-{uuid.uuid4().hex[:8]}")
+    db.execute(
+        "update deep_memory_training_runs set status = %s where id = %s", (status.value, run.id)
+    )
+    return store.get_run(run.id)
+
+
+# -- the phases still to do ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "train", "phases"),
+    [
+        (RunStatus.GENERATING, True, [Phase.GENERATION, Phase.TRAINING]),
+        (RunStatus.GENERATING, False, [Phase.GENERATION]),
+        (RunStatus.GENERATED, True, [Phase.TRAINING]),
+        (RunStatus.GENERATED, False, []),
+        (RunStatus.TRAINING, True, [Phase.TRAINING]),
+        (RunStatus.TRAINING, False, [Phase.TRAINING]),
+        (RunStatus.COMPLETED, True, []),
+        (RunStatus.GENERATING_FAILED, True, []),
+        (RunStatus.TRAINING_FAILED, True, []),
+    ],
+)
+def test_phases_to_do(status: RunStatus, train: bool, phases: list[Phase]) -> None:
+    assert lifecycle.phases_to_do(a_run(status), train) == phases
+
+
+def test_recovery_trains_what_was_meant_to_be_trained() -> None:
+    assert lifecycle.trains_on_recovery(a_run(RunStatus.GENERATING_FAILED))
+    no_train = {"params": {"train": False}}
+    assert not lifecycle.trains_on_recovery(a_run(RunStatus.GENERATING_FAILED, **no_train))
+    # a person recovering a run parked at generated, or failed in training, wants it trained
+    assert lifecycle.trains_on_recovery(a_run(RunStatus.GENERATED, **no_train))
+    assert lifecycle.trains_on_recovery(a_run(RunStatus.TRAINING_FAILED, **no_train))
+
+
+# -- the recovery transition -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failed", "reopened"),
+    [
+        (RunStatus.GENERATING_FAILED, RunStatus.GENERATING),
+        (RunStatus.TRAINING_FAILED, RunStatus.TRAINING),
+    ],
+)
+def test_reopen_failed_phase_bumps_the_attempt(
+    db: Database, store: PostgresRunStore, failed: RunStatus, reopened: RunStatus
+) -> None:
+    run = run_in(db, store, failed)
+    flow_run_id = uuid.uuid4()
+    moved = lifecycle.reopen_failed_phase(store, run, flow_run_id)
+    assert (moved.status, moved.attempt, moved.flow_run_id) == (reopened, 1, flow_run_id)
+    assert store.get_run(run.id) == moved
+
+
+@pytest.mark.parametrize(
+    "status", [RunStatus.GENERATING, RunStatus.GENERATED, RunStatus.TRAINING, RunStatus.COMPLETED]
+)
+def test_reopen_leaves_other_runs_alone(
+    db: Database, store: PostgresRunStore, status: RunStatus
+) -> None:
+    run = run_in(db, store, status)
+    assert lifecycle.reopen_failed_phase(store, run) == run
+    assert store.get_run(run.id) == run
+
+
+def test_two_reopens_one_wins(db: Database, store: PostgresRunStore) -> None:
+    run = run_in(db, store, RunStatus.GENERATING_FAILED)
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def reopen() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(lifecycle.reopen_failed_phase(store, run))
+        except ConcurrentUpdate as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=reopen) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(type(o).__name__ for o in outcomes) == ["ConcurrentUpdate", "TrainingRun"]
+    assert store.get_run(run.id).attempt == 1
+
+
+# -- whether an active run is dead -----------------------------------------------------
+
+
+def test_a_fresh_heartbeat_is_alive_whatever_prefect_says() -> None:
+    run = a_run(RunStatus.GENERATING, **beat(10))
+    verdict = lifecycle.liveness(run, NOW, SETTINGS, flow_run_alive=False)
+    assert not verdict.dead and verdict.reason == "alive (last heartbeat 10 s ago)"
+    assert not lifecycle.heartbeat_is_stale(run, NOW, SETTINGS)
+
+
+def test_a_stale_heartbeat_with_a_running_flow_run_is_not_called_alive() -> None:
+    run = a_run(RunStatus.TRAINING, **beat(81))
+    verdict = lifecycle.liveness(run, NOW, SETTINGS, flow_run_alive=True)
+    assert not verdict.dead
+    assert "alive" not in verdict.reason
+    assert "81 s ago" in verdict.reason and "60 s" in verdict.reason
+
+
+@pytest.mark.parametrize("seconds_ago", [60, 3600, None])
+def test_a_stale_heartbeat_without_a_flow_run_is_dead(seconds_ago: float | None) -> None:
+    run = a_run(RunStatus.GENERATING, **beat(seconds_ago))
+    verdict = lifecycle.liveness(run, NOW, SETTINGS, flow_run_alive=False)
+    assert verdict.dead
+    assert "stopped without reporting" in verdict.reason
+    assert ("no heartbeat ever" in verdict.reason) is (seconds_ago is None)
+
+
+def test_a_finished_run_is_never_dead() -> None:
+    run = a_run(RunStatus.GENERATING_FAILED, **beat(None))
+    assert not lifecycle.liveness(run, NOW, SETTINGS, flow_run_alive=False).dead
+
+
+# -- the sweep's verdict ---------------------------------------------------------------
+
+
+def failed_at(attempt: int, seconds_ago: float) -> TrainingRun:
+    return a_run(
+        RunStatus.TRAINING_FAILED,
+        attempt=attempt,
+        updated_at=NOW - timedelta(seconds=seconds_ago),
+    )
+
+
+@pytest.mark.parametrize(
+    ("run", "action"),
+    [
+        (failed_at(0, 100), SweepAction.RECOVER),  # backoff 100 x 2^0 passed
+        (failed_at(0, 99), SweepAction.WAIT),
+        (failed_at(1, 199), SweepAction.WAIT),  # 100 x 2^1
+        (failed_at(2, 400), SweepAction.RECOVER),
+        (failed_at(3, 10**6), SweepAction.OVER_BUDGET),
+        (a_run(RunStatus.COMPLETED), SweepAction.NONE),
+        (a_run(RunStatus.GENERATED), SweepAction.NONE),
+    ],
+    ids=["recover", "wait", "wait-longer", "recover-later", "over-budget", "done", "parked"],
+)
+def test_sweep_action_for_finished_runs(run: TrainingRun, action: SweepAction) -> None:
+    assert lifecycle.sweep_action(run, NOW, SETTINGS) is action
+
+
+def test_sweep_action_for_active_runs() -> None:
+    run = a_run(RunStatus.GENERATING, **beat(3600))
+    dead = lifecycle.liveness(run, NOW, SETTINGS, flow_run_alive=False)
+    alive = lifecycle.liveness(run, NOW, SETTINGS, flow_run_alive=True)
+    assert lifecycle.sweep_action(run, NOW, SETTINGS, dead) is SweepAction.RECONCILE
+    assert lifecycle.sweep_action(run, NOW, SETTINGS, alive) is SweepAction.NONE
+    assert lifecycle.sweep_action(run, NOW, SETTINGS) is SweepAction.NONE
+
+
+def test_a_run_failed_with_no_update_time_is_recovered() -> None:
+    run = a_run(RunStatus.GENERATING_FAILED, updated_at=None)
+    assert lifecycle.sweep_action(run, NOW, SETTINGS) is SweepAction.RECOVER
+
+
+# -- failing a phase -------------------------------------------------------------------
+
+
+def test_fail_phase_writes_the_phase_failure(db: Database, store: PostgresRunStore) -> None:
+    run = run_in(db, store, RunStatus.TRAINING)
+    failed = lifecycle.fail_phase(store, run.id, Phase.TRAINING, run.attempt, "x" * 5000)
+    assert failed is not None and failed.status is RunStatus.TRAINING_FAILED
+    assert failed.error_message == "x" * lifecycle.ERROR_MESSAGE_MAX_CHARS
+    assert store.get_run(run.id) == failed
+
+
+def test_fail_phase_never_overwrites_another_phase_or_attempt(
+    db: Database, store: PostgresRunStore
+) -> None:
+    generating = run_in(db, store, RunStatus.GENERATING)
+    assert lifecycle.fail_phase(store, generating.id, Phase.TRAINING, None, "late") is None
+    stale_attempt = generating.attempt + 1
+    assert lifecycle.fail_phase(store, generating.id, Phase.GENERATION, stale_attempt, "z") is None
+    assert store.get_run(generating.id) == generating
+
+    done = run_in(db, store, RunStatus.COMPLETED)
+    assert lifecycle.fail_phase(store, done.id, Phase.TRAINING, None, "late hook") is None
+    assert store.get_run(done.id).status is RunStatus.COMPLETED
+
+
+def test_fail_active_run_uses_the_phase_it_is_in(db: Database, store: PostgresRunStore) -> None:
+    training = run_in(db, store, RunStatus.TRAINING)
+    failed = lifecycle.fail_active_run(store, training, "driver gone")
+    assert failed is not None
+    assert (failed.status, failed.error_message) == (RunStatus.TRAINING_FAILED, "driver gone")
+    parked = run_in(db, store, RunStatus.GENERATED)
+    assert lifecycle.fail_active_run(store, parked, "driver gone") is None
+
+
+def test_fail_phase_loses_a_race_quietly(db: Database, store: PostgresRunStore) -> None:
+    run = run_in(db, store, RunStatus.GENERATING)
+    store.transition(run, RunStatus.GENERATED)  # moved on after `run` was read
+    assert lifecycle.fail_active_run(store, run, "too late") is None
+    assert store.get_run(run.id).status is RunStatus.GENERATED
