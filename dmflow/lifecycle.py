@@ -142,14 +142,27 @@ def recovery_backoff_s(run: TrainingRun, settings: Settings) -> float:
     return float(settings.recovery_backoff_s * 2**run.attempt)
 
 
+def driven_by(run: TrainingRun, driver: UUID | None) -> bool:
+    """Whether the flow run `driver` may work on the run: the run records it as its driver
+    (or either is unknown, as for a subflow called on its own)."""
+    return driver is None or run.flow_run_id is None or run.flow_run_id == driver
+
+
 def fail_phase(
-    store: RunStore, run_id: UUID, phase: Phase, attempt: int | None, message: str
+    store: RunStore,
+    run_id: UUID,
+    phase: Phase,
+    attempt: int | None,
+    message: str,
+    driver: UUID | None = None,
 ) -> TrainingRun | None:
     """Move the run from the phase's active status to its failed one; None when the run is
-    elsewhere (already failed, moved on, or taken over by a newer attempt)."""
+    elsewhere (already failed, moved on, or taken over by a newer attempt or another
+    driver)."""
     active, failed = RunStatus.active_status_of(phase), RunStatus.failed_status_of(phase)
     run = store.get_run(run_id)
-    if run.status is not active or (attempt is not None and run.attempt != attempt):
+    stale = (attempt is not None and run.attempt != attempt) or not driven_by(run, driver)
+    if run.status is not active or stale:
         logger.info(
             "run %s is %s at attempt %s: not marking it %s",
             run_id,

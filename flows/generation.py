@@ -19,7 +19,7 @@ from prefect.artifacts import (
     aupdate_progress_artifact,
 )
 
-from dmflow import resources
+from dmflow import lifecycle, resources
 from dmflow.chunks import Chunk, open_chunk_source
 from dmflow.errors import ConcurrentUpdate
 from dmflow.generation.base import QuestionGenerator
@@ -87,12 +87,17 @@ class Progress:
     on_crashed=[_on_failure],
     on_cancellation=[_on_failure],
 )
-async def generate_training_data(run_id: UUID, attempt: int | None = None) -> TrainingRun:
-    """Generate question/chunk pairs for every chunk not yet in the run's ledger."""
+async def generate_training_data(
+    run_id: UUID, attempt: int | None = None, driver: UUID | None = None
+) -> TrainingRun:
+    """Generate question/chunk pairs for every chunk not yet in the run's ledger.
+
+    `attempt` and `driver` (the parent flow run) fence the run: a newer attempt or another
+    driver owns it, and this subflow refuses to touch it."""
     store = flow_store()
     run = fenced_run(store, run_id, attempt)
-    if run.status is not RunStatus.GENERATING:
-        if run.status is RunStatus.GENERATED or run.status.phase is Phase.TRAINING:
+    if run.status is not RunStatus.GENERATING or not lifecycle.driven_by(run, driver):
+        if run.status is RunStatus.GENERATED or run.status.phase is Phase.TRAINING:  # done
             get_run_logger().info(
                 "run %s is already %s: nothing to generate", run.id, run.status.value
             )

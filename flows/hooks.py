@@ -40,8 +40,9 @@ def phase_failure_hook(phase: Phase) -> Hook:
         parameters = flow_run.parameters or {}
         run_id = UUID(str(parameters["run_id"]))
         attempt = parameters.get("attempt")
+        driver = UUID(str(parameters["driver"])) if parameters.get("driver") else None
         try:
-            lifecycle.fail_phase(flow_store(), run_id, phase, attempt, error_text(state))
+            lifecycle.fail_phase(flow_store(), run_id, phase, attempt, error_text(state), driver)
         except DmflowError:
             logger.exception("could not record the failure of run %s", run_id)
             raise

@@ -20,11 +20,14 @@ async def run_phases(
     `preflighted`: training's preflight already ran in this flow run (a new run), so the
     training subflow does not repeat it.
     """
+    driver = current_flow_run_id()
     for phase in phases:
         if phase is Phase.GENERATION:
-            run = await generate_training_data(run.id, attempt=run.attempt)
+            run = await generate_training_data(run.id, attempt=run.attempt, driver=driver)
         else:
-            run = await train_deep_memory(run.id, attempt=run.attempt, preflight=not preflighted)
+            run = await train_deep_memory(
+                run.id, attempt=run.attempt, driver=driver, preflight=not preflighted
+            )
     return run
 
 

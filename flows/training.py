@@ -15,7 +15,7 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 
-from dmflow import resources
+from dmflow import lifecycle, resources
 from dmflow.errors import ConcurrentUpdate
 from dmflow.models import TrainingPair, TrainingRun
 from dmflow.params import RunParams
@@ -118,20 +118,23 @@ async def _poll(
     on_cancellation=[_on_failure],
 )
 async def train_deep_memory(
-    run_id: UUID, attempt: int | None = None, preflight: bool = True
+    run_id: UUID, attempt: int | None = None, driver: UUID | None = None, preflight: bool = True
 ) -> TrainingRun:
     """Train Deep Memory on the run's pairs, evaluate it, complete the run.
 
-    `preflight=False`: the caller ran training's preflight moments ago (a new run)."""
+    `attempt` and `driver` (the parent flow run) fence the run, as in generation: of two
+    flow runs reaching a `generated` run, the one whose compare-and-set moves it to
+    `training` trains it. `preflight=False`: the caller ran training's preflight moments
+    ago (a new run)."""
     logger = get_run_logger()
     store = flow_store()
     run = fenced_run(store, run_id, attempt)
-    if run.status is RunStatus.COMPLETED:
+    if run.status is RunStatus.COMPLETED and lifecycle.driven_by(run, driver):
         logger.info("run %s is already completed", run.id)
         return run
     if run.status is RunStatus.GENERATED:
-        run = store.transition(run, RunStatus.TRAINING)
-    elif run.status is not RunStatus.TRAINING:
+        run = store.transition(run, RunStatus.TRAINING, flow_run_id=driver)
+    elif run.status is not RunStatus.TRAINING or not lifecycle.driven_by(run, driver):
         raise ConcurrentUpdate(run.id, run.status.value, run.attempt)
     async with heartbeat(store, run):
         return await _train(run, store, resources.settings(), preflight)

@@ -133,7 +133,7 @@ def test_two_recoveries_at_once_exactly_one_proceeds(
     others = [o for o in outcomes if o not in proceeded]
     assert len(proceeded) == 1, outcomes
     assert isinstance(others[0], ConcurrentUpdate | RunStillActive) or (
-        isinstance(others[0], dict) and others[0]["message"] == "already completed: nothing to do"
+        isinstance(others[0], Recovery) and others[0].message == "already completed: nothing to do"
     ), others
     done = store.get_run(failed.id)
     assert (done.status, done.attempt) == (RunStatus.COMPLETED, 1)
