@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Container, Iterator
 from typing import Any, NamedTuple, Protocol
 
+import numpy as np
 from pydantic import SecretStr
 
 from dmflow.deadline import run_with_deadline
@@ -13,6 +15,10 @@ from dmflow.errors import DmflowError
 from dmflow.settings import Settings
 
 REQUIRED_TENSORS = ("id", "text")
+
+STREAMING_CACHE_MB = 16
+"""Generation reads each window once: a cache only has to hold the chunk being read."""
+ID_CHECK_WINDOW = 65_536
 
 
 class Chunk(NamedTuple):
@@ -35,6 +41,10 @@ class ChunkSource(Protocol):
         ...
 
 
+def _id_hash(value: str) -> int:
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "little")
+
+
 def _as_str(value: Any) -> str:
     if hasattr(value, "item"):
         value = value.item()
@@ -47,9 +57,10 @@ class DeepLakeChunkSource:
     """Chunks of a DeepLake 3.9 dataset in the VectorStore layout (`id`, `text`, ...).
 
     Opened with the low-level `deeplake.load(read_only=True)`: the VectorStore
-    constructor calls Activeloop's API even for a local path. Only the ids are
-    read up front (to validate them and know the total); texts are read one
-    window at a time.
+    constructor calls Activeloop's API even for a local path. The ids are checked
+    up front (none empty, none repeated) a window at a time, keeping only a 64-bit
+    hash of each; ids and texts are then read one window at a time, so what stays in
+    memory does not grow with the dataset (8 bytes a chunk, only while checking).
     """
 
     def __init__(
@@ -76,7 +87,8 @@ class DeepLakeChunkSource:
                 f"(it has: {', '.join(sorted(self._dataset.tensors)) or 'none'}); dmflow reads "
                 "the VectorStore layout: tensors `id` and `text` (and `embedding`)"
             )
-        self._ids = self._read_ids()
+        self._total = len(self._dataset)
+        self._check_ids()
 
     @staticmethod
     def _open(path: str, token: SecretStr | None) -> Any:
@@ -86,52 +98,66 @@ class DeepLakeChunkSource:
                 f"{path} is an Activeloop dataset: set DMFLOW_ACTIVELOOP_TOKEN to a token "
                 "with read access"
             )
-        dataset = load_read_only(path, token)
+        dataset = load_read_only(path, token, memory_cache_mb=STREAMING_CACHE_MB)
         if dataset is None:
             where = "" if is_hub else " (check the path and that it is a DeepLake 3.x dataset)"
             raise ChunkSourceError(f"no DeepLake dataset at {path}{where}")
         return dataset
 
-    def _read_ids(self) -> list[str]:
-        total = len(self._dataset)
-        if total == 0:
+    def _window_ids(self, start: int, stop: int) -> list[str]:
+        return [_as_str(v) for v in self._dataset.id[start:stop].numpy(aslist=True)]
+
+    def _check_ids(self) -> None:
+        if self._total == 0:
             raise ChunkSourceError(f"dataset {self.path} is empty: there are no chunks to train on")
-        ids = [_as_str(v) for v in self._dataset.id.numpy(aslist=True)]
-        blank = [index for index, value in enumerate(ids) if not value.strip()]
-        if blank:
-            raise ChunkSourceError(
-                f"dataset {self.path} has {len(blank)} chunk(s) with an empty id "
-                f"(first at row {blank[0]}): give every chunk a unique id"
-            )
+        hashes = np.empty(self._total, dtype=np.uint64)
+        for start in range(0, self._total, ID_CHECK_WINDOW):
+            ids = self._window_ids(start, min(self._total, start + ID_CHECK_WINDOW))
+            blank = [n for n, value in enumerate(ids) if not value.strip()]
+            if blank:
+                raise ChunkSourceError(
+                    f"dataset {self.path} has {len(blank)} chunk(s) with an empty id "
+                    f"(first at row {start + blank[0]}): give every chunk a unique id"
+                )
+            hashes[start : start + len(ids)] = [_id_hash(value) for value in ids]
+        hashes.sort()
+        repeated = np.flatnonzero(hashes[1:] == hashes[:-1])
+        if len(repeated):
+            self._report_duplicates(set(hashes[repeated].tolist()))
+
+    def _report_duplicates(self, suspects: set[int]) -> None:
+        """A second pass names the ids behind repeated hashes (almost surely repeated ids)."""
         seen: set[str] = set()
         duplicates: list[str] = []
-        for value in ids:
-            if value in seen:
-                duplicates.append(value)
-            seen.add(value)
+        for start in range(0, self._total, ID_CHECK_WINDOW):
+            for value in self._window_ids(start, min(self._total, start + ID_CHECK_WINDOW)):
+                if _id_hash(value) in suspects:
+                    if value in seen:
+                        duplicates.append(value)
+                    seen.add(value)
         if duplicates:
             shown = ", ".join(repr(d) for d in duplicates[:5])
             raise ChunkSourceError(
                 f"dataset {self.path} has {len(duplicates)} duplicate chunk id(s), e.g. {shown}: "
                 "chunk ids must be unique, since pairs and progress are keyed by them"
             )
-        return ids
 
     @property
     def total(self) -> int:
-        return len(self._ids)
+        return self._total
 
     def batches(self, batch_size: int, skip: Container[str] = ()) -> Iterator[list[Chunk]]:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         pending: list[Chunk] = []
-        for start in range(0, len(self._ids), self._window):
-            stop = min(start + self._window, len(self._ids))
-            wanted = [i for i in range(start, stop) if self._ids[i] not in skip]
+        for start in range(0, self._total, self._window):
+            stop = min(start + self._window, self._total)
+            ids = self._window_ids(start, stop)
+            wanted = [n for n, chunk_id in enumerate(ids) if chunk_id not in skip]
             if not wanted:
                 continue  # a window already done: its texts are never read
             texts = self._dataset.text[start:stop].numpy(aslist=True)
-            pending.extend(Chunk(self._ids[i], _as_str(texts[i - start])) for i in wanted)
+            pending.extend(Chunk(ids[n], _as_str(texts[n])) for n in wanted)
             while len(pending) >= batch_size:
                 yield pending[:batch_size]
                 pending = pending[batch_size:]

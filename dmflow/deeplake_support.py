@@ -59,8 +59,14 @@ def keep_telemetry_off() -> None:
     save_reporting_config(False)
 
 
-def load_read_only(path: str, token: SecretStr | None = None) -> Any | None:
-    """The DeepLake dataset at `path`, opened read-only; None when there is none."""
+def load_read_only(
+    path: str, token: SecretStr | None = None, *, memory_cache_mb: int | None = None
+) -> Any | None:
+    """The DeepLake dataset at `path`, opened read-only; None when there is none.
+
+    `memory_cache_mb`: deeplake's in-memory chunk cache (its default: 256 MB). A reader
+    that streams the dataset once gains nothing from it, and it grows with the dataset
+    up to that size (seen as ~1.6 KB per chunk read)."""
     deeplake = import_deeplake()
     from deeplake.util.exceptions import DatasetHandlerError
 
@@ -70,6 +76,7 @@ def load_read_only(path: str, token: SecretStr | None = None) -> Any | None:
             read_only=True,
             verbose=False,
             token=token.get_secret_value() if token is not None else None,
+            **({"memory_cache_size": memory_cache_mb} if memory_cache_mb is not None else {}),
         )
     except DatasetHandlerError:
         return None

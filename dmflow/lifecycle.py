@@ -84,30 +84,34 @@ class Liveness:
 
 
 def liveness(
-    run: TrainingRun, now: datetime, settings: Settings, *, flow_run_alive: bool
+    run: TrainingRun, now: datetime, settings: Settings, *, driver_gone: bool | None
 ) -> Liveness:
-    """An active run is dead when its heartbeat is stale and its flow run no longer runs.
-
-    `flow_run_alive` is only consulted for a stale heartbeat: a caller may pass anything
-    when `heartbeat_is_stale` is false.
+    """An active run is dead when its driver is known gone (`driver_gone`: its process no
+    longer runs on the host it ran on) or its heartbeat is older than the stale limit,
+    whatever Prefect says about its flow run: the attempt fence refuses a zombie that
+    wakes up. `driver_gone` is None when this host cannot tell (another host, no lease).
     """
     if not run.status.is_active:
         return Liveness(False, f"{run.status.value}: not an active run")
     age = heartbeat_age_s(run, now)
     beat = "no heartbeat ever" if age is None else f"last heartbeat {age:.0f} s ago"
-    if not heartbeat_is_stale(run, now, settings):
-        return Liveness(False, f"alive ({beat})")
-    limit = f"the stale limit is {settings.stale_after_s:g} s"
-    if flow_run_alive:
-        return Liveness(
-            False,
-            f"silent ({beat}; {limit}) but its Prefect flow run {run.flow_run_id} is still running",
-        )
-    return Liveness(
-        True,
-        f"the run's process stopped without reporting ({beat}; {limit}; its flow run is "
-        "not running): killed, out of memory or its machine lost",
+    driver = (
+        f"process {run.driver_pid} on {run.driver_host}"
+        if run.driver_pid is not None
+        else "no process recorded"
     )
+    if driver_gone:
+        return Liveness(
+            True,
+            f"its driver ({driver}) is gone ({beat}): killed or crashed without reporting",
+        )
+    if heartbeat_is_stale(run, now, settings):
+        return Liveness(
+            True,
+            f"silent: {beat}, past the {settings.stale_after_s:g} s stale limit ({driver}): "
+            "killed, out of memory or its machine lost",
+        )
+    return Liveness(False, f"alive ({beat}; {driver})")
 
 
 class SweepAction(StrEnum):

@@ -43,6 +43,10 @@ class TrainingRun(BaseModel):
     """The Prefect flow run driving the run now."""
     params: dict[str, Any] = Field(default_factory=dict)
     usage: dict[str, Any] = Field(default_factory=dict)
+    driver_host: str | None = None
+    """The lease: host, process id and start time of the process driving the run."""
+    driver_pid: int | None = None
+    driver_started_at: datetime | None = None
 
 
 class Recovery(BaseModel):

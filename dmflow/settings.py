@@ -56,9 +56,10 @@ class Settings(BaseSettings):
     llm_cost_per_1k_prompt_tokens: float = Field(default=0.0, ge=0)
     llm_cost_per_1k_completion_tokens: float = Field(default=0.0, ge=0)
 
-    stale_after_s: float = Field(default=600.0, ge=60)
-    """A generating/training run whose heartbeat is older than this, and whose Prefect
-    flow run is not running, is considered dead (SIGKILL, OOM, lost machine)."""
+    stale_after_s: float = Field(default=600.0, ge=5)
+    """A generating/training run whose heartbeat is older than this is dead (SIGKILL, OOM,
+    a lost machine), whatever Prefect says. On the driver's own host a driver that is gone
+    is known at once. The heartbeat beats every min(20 s, this / 4)."""
     recovery_attempt_budget: int = Field(default=3, ge=0)
     """How many times the sweep recovers one run before leaving it for a person."""
     recovery_backoff_s: float = Field(default=300.0, ge=0)
@@ -66,7 +67,8 @@ class Settings(BaseSettings):
 
     generation_batches_in_flight: int = Field(default=2, ge=1, le=64)
     """Batches generated at once. Two keep a slow LLM busy while a batch is recorded;
-    more only add to what a crash can lose (the batches in flight are redone)."""
+    more only add to what a crash can lose (the batches in flight are redone). With the
+    openai generator, at least enough to fill DMFLOW_LLM_CONCURRENCY plus one batch."""
 
     @field_validator(
         "database_url",

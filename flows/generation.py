@@ -34,6 +34,7 @@ from flows.heartbeat import heartbeat
 from flows.hooks import phase_failure_hook
 from flows.window import Window
 from tasks.generation import generate_questions, record_batch
+from tasks.lineage import forget_results
 
 PROGRESS_EVERY_S = 1.0
 
@@ -129,10 +130,19 @@ async def _generate(run: TrainingRun, store: RunStore, settings: Settings) -> Tr
             batches,
             generator,
             params,
-            Window(settings.generation_batches_in_flight),
+            Window(batches_in_flight(params, settings)),
             progress,
         )
     return await _finish(run, store, params, progress)
+
+
+def batches_in_flight(params: RunParams, settings: Settings) -> int:
+    """The setting, or more when the LLM's concurrency needs more chunks than that to keep
+    every request slot busy while a batch is being recorded."""
+    if params.generator != "openai":
+        return settings.generation_batches_in_flight
+    to_fill_slots = -(-settings.llm_concurrency // params.batch_size)
+    return max(settings.generation_batches_in_flight, to_fill_slots + 1)
 
 
 async def _record_all(
@@ -173,7 +183,9 @@ async def _generate_and_record(
     label: str,
 ) -> TrainingRun:
     batch = await generate_questions(generator, chunks, label)
-    return await record_batch(store, run, batch, max_pairs, label)
+    recorded = await record_batch(store, run, batch, max_pairs, label)
+    forget_results(batch, recorded)
+    return recorded
 
 
 def _newest(latest: TrainingRun, recorded: list[TrainingRun]) -> TrainingRun:

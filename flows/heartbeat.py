@@ -6,7 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from dmflow import resources
+from dmflow.driver import Driver
 from dmflow.models import TrainingRun
+from dmflow.settings import Settings
 from dmflow.store.base import RunStore
 
 HEARTBEAT_EVERY_S = 20.0
@@ -14,15 +17,23 @@ HEARTBEAT_EVERY_S = 20.0
 batch, writing the queries dataset, a long wait between job status checks)."""
 
 
-async def _beat(store: RunStore, run: TrainingRun) -> None:
+def beat_interval_s(settings: Settings) -> float:
+    """Often enough that a live run never looks stale, even with a short stale limit."""
+    return min(HEARTBEAT_EVERY_S, settings.stale_after_s / 4)
+
+
+async def _beat(store: RunStore, run: TrainingRun, every_s: float) -> None:
     while True:
-        await asyncio.sleep(HEARTBEAT_EVERY_S)
+        await asyncio.sleep(every_s)
         await asyncio.to_thread(store.update_progress, run)
 
 
 @asynccontextmanager
 async def heartbeat(store: RunStore, run: TrainingRun) -> AsyncIterator[None]:
-    beating = asyncio.create_task(_beat(store, run))
+    """Claim the run for this process (its lease) and beat its heartbeat while the phase
+    works."""
+    await asyncio.to_thread(store.claim, run, *Driver.current().as_lease())
+    beating = asyncio.create_task(_beat(store, run, beat_interval_s(resources.settings())))
     try:
         yield
     finally:

@@ -1,36 +1,39 @@
-"""Whether an active run still has a driver: the lifecycle's rule, fed with what Prefect knows."""
+"""Whether an active run still has a driver (dmflow's own lease), and telling Prefect when
+it has not, so the UI agrees."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect import get_client
-from prefect.client.schemas.objects import StateType
+from prefect.states import Crashed
 
-from dmflow import lifecycle
+from dmflow import driver, lifecycle
 from dmflow.models import TrainingRun
 from dmflow.settings import Settings
 
-_ALIVE = {StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED}
+logger = logging.getLogger("dmflow.liveness")
 
 
-async def flow_run_is_alive(flow_run_id: UUID | None) -> bool:
-    """Whether Prefect still runs (or is about to run) the flow run driving a run."""
+def liveness(run: TrainingRun, settings: Settings) -> lifecycle.Liveness:
+    gone = driver.is_gone(run.driver_host, run.driver_pid, run.driver_started_at)
+    return lifecycle.liveness(run, datetime.now(UTC), settings, driver_gone=gone)
+
+
+async def crash_flow_run(flow_run_id: UUID | None, reason: str) -> None:
+    """Best effort: set a dead run's flow run to Crashed (a SIGKILLed process leaves it
+    Running for ever). A flow run already final is left as it is."""
     if flow_run_id is None:
-        return False
-    async with get_client() as client:
-        try:
+        return
+    try:
+        async with get_client() as client:
             flow_run = await client.read_flow_run(flow_run_id)
-        except Exception:  # deleted or unknown flow run: nobody drives it
-            return False
-    return flow_run.state is not None and flow_run.state.type in _ALIVE
-
-
-async def liveness(run: TrainingRun, settings: Settings) -> lifecycle.Liveness:
-    """Prefect is asked only when the heartbeat is stale."""
-    now = datetime.now(UTC)
-    alive = lifecycle.heartbeat_is_stale(run, now, settings) and await flow_run_is_alive(
-        run.flow_run_id
-    )
-    return lifecycle.liveness(run, now, settings, flow_run_alive=alive)
+            if flow_run.state is not None and flow_run.state.is_final():
+                return
+            await client.set_flow_run_state(
+                flow_run_id, Crashed(message=f"dmflow: {reason}"), force=True
+            )
+    except Exception as exc:  # the run's own status is what matters; Prefect is a mirror
+        logger.warning("could not mark flow run %s Crashed: %s", flow_run_id, exc)

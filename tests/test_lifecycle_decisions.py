@@ -123,34 +123,37 @@ def test_two_reopens_one_wins(db: Database, store: PostgresRunStore) -> None:
 
 # -- whether an active run is dead -----------------------------------------------------
 
+LEASE = {"driver_host": "worker-1", "driver_pid": 4242}
 
-def test_a_fresh_heartbeat_is_alive_whatever_prefect_says() -> None:
-    run = a_run(RunStatus.GENERATING, **beat(10))
-    verdict = lifecycle.liveness(run, NOW, SETTINGS, flow_run_alive=False)
-    assert not verdict.dead and verdict.reason == "alive (last heartbeat 10 s ago)"
+
+def test_a_fresh_heartbeat_with_its_driver_running_is_alive() -> None:
+    run = a_run(RunStatus.GENERATING, **beat(10), **LEASE)
+    for driver_gone in (False, None):
+        verdict = lifecycle.liveness(run, NOW, SETTINGS, driver_gone=driver_gone)
+        assert not verdict.dead
+        assert verdict.reason == "alive (last heartbeat 10 s ago; process 4242 on worker-1)"
     assert not lifecycle.heartbeat_is_stale(run, NOW, SETTINGS)
 
 
-def test_a_stale_heartbeat_with_a_running_flow_run_is_not_called_alive() -> None:
-    run = a_run(RunStatus.TRAINING, **beat(81))
-    verdict = lifecycle.liveness(run, NOW, SETTINGS, flow_run_alive=True)
-    assert not verdict.dead
-    assert "alive" not in verdict.reason
-    assert "81 s ago" in verdict.reason and "60 s" in verdict.reason
+def test_a_driver_gone_on_its_host_is_dead_at_once() -> None:
+    run = a_run(RunStatus.TRAINING, **beat(1), **LEASE)
+    verdict = lifecycle.liveness(run, NOW, SETTINGS, driver_gone=True)
+    assert verdict.dead
+    assert "process 4242 on worker-1" in verdict.reason and "gone" in verdict.reason
 
 
 @pytest.mark.parametrize("seconds_ago", [60, 3600, None])
-def test_a_stale_heartbeat_without_a_flow_run_is_dead(seconds_ago: float | None) -> None:
+def test_a_stale_heartbeat_is_dead_whatever_else_is_known(seconds_ago: float | None) -> None:
     run = a_run(RunStatus.GENERATING, **beat(seconds_ago))
-    verdict = lifecycle.liveness(run, NOW, SETTINGS, flow_run_alive=False)
+    verdict = lifecycle.liveness(run, NOW, SETTINGS, driver_gone=None)
     assert verdict.dead
-    assert "stopped without reporting" in verdict.reason
+    assert "alive" not in verdict.reason and "60 s stale limit" in verdict.reason
     assert ("no heartbeat ever" in verdict.reason) is (seconds_ago is None)
 
 
 def test_a_finished_run_is_never_dead() -> None:
     run = a_run(RunStatus.GENERATING_FAILED, **beat(None))
-    assert not lifecycle.liveness(run, NOW, SETTINGS, flow_run_alive=False).dead
+    assert not lifecycle.liveness(run, NOW, SETTINGS, driver_gone=True).dead
 
 
 # -- the sweep's verdict ---------------------------------------------------------------
@@ -182,9 +185,9 @@ def test_sweep_action_for_finished_runs(run: TrainingRun, action: SweepAction) -
 
 
 def test_sweep_action_for_active_runs() -> None:
-    run = a_run(RunStatus.GENERATING, **beat(3600))
-    dead = lifecycle.liveness(run, NOW, SETTINGS, flow_run_alive=False)
-    alive = lifecycle.liveness(run, NOW, SETTINGS, flow_run_alive=True)
+    run = a_run(RunStatus.GENERATING, **beat(1))
+    dead = lifecycle.liveness(run, NOW, SETTINGS, driver_gone=True)
+    alive = lifecycle.liveness(run, NOW, SETTINGS, driver_gone=False)
     assert lifecycle.sweep_action(run, NOW, SETTINGS, dead) is SweepAction.RECONCILE
     assert lifecycle.sweep_action(run, NOW, SETTINGS, alive) is SweepAction.NONE
     assert lifecycle.sweep_action(run, NOW, SETTINGS) is SweepAction.NONE

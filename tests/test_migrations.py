@@ -11,7 +11,7 @@ import pytest
 from dmflow.db.migrations import apply_migrations, discover
 from tests.fixtures.postgres import Database
 
-BASELINE, PHASE_STATUSES, LIFECYCLE = (m.version for m in discover())
+BASELINE, PHASE_STATUSES, LIFECYCLE, DRIVER_LEASE = (m.version for m in discover())
 SIX_STATUSES = {
     "generating",
     "generated",
@@ -153,7 +153,7 @@ def test_two_unfinished_runs_of_one_dataset_stop_the_migration(supabase_like_db:
     }
 
     db.execute("delete from deep_memory_training_runs where id = %s", (second,))
-    assert [m.version for m in apply_migrations(db.url)] == [LIFECYCLE]
+    assert [m.version for m in apply_migrations(db.url)] == [LIFECYCLE, DRIVER_LEASE]
 
 
 def test_lifecycle_migration_folds_duplicate_pairs(supabase_like_db: Database) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -70,6 +71,13 @@ class RunStore(Protocol):
     ) -> TrainingRun:
         """Refresh the heartbeat of an active run and set the given fields
         (`params_patch` is merged into `params`)."""
+        ...
+
+    def claim(
+        self, run: TrainingRun, host: str, pid: int, started_at: datetime | None
+    ) -> TrainingRun:
+        """Record the process driving an active run (its lease) and beat its heartbeat;
+        fenced by attempt like every write."""
         ...
 
     def record_batch(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -142,6 +143,14 @@ class PostgresRunStore:
                 Jsonb(dict(metrics)) if metrics is not None else None,
                 Jsonb(dict(params_patch)) if params_patch is not None else None,
             ),
+        )
+
+    def claim(
+        self, run: TrainingRun, host: str, pid: int, started_at: datetime | None
+    ) -> TrainingRun:
+        return self._one(
+            "select * from public.dmflow_claim_run(%s, %s, %s, %s, %s)",
+            (run.id, run.attempt, host, pid, started_at),
         )
 
     def record_batch(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar, cast
 from uuid import UUID
@@ -141,6 +142,20 @@ class SupabaseRunStore:
                 "p_deeplake_job_id": deeplake_job_id,
                 "p_metrics": dict(metrics) if metrics is not None else None,
                 "p_params_patch": dict(params_patch) if params_patch is not None else None,
+            },
+        )
+
+    def claim(
+        self, run: TrainingRun, host: str, pid: int, started_at: datetime | None
+    ) -> TrainingRun:
+        return self._rpc(
+            "dmflow_claim_run",
+            {
+                "p_run_id": str(run.id),
+                "p_attempt": run.attempt,
+                "p_host": host,
+                "p_pid": pid,
+                "p_started_at": started_at.isoformat() if started_at else None,
             },
         )
 

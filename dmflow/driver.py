@@ -1,0 +1,77 @@
+"""Who drives a run: the process working on it, recorded beside its heartbeat.
+
+A run's driver is a host, a process id and that process's start time (a pid alone
+can be reused). On the driver's own host, whether it is still running is known at
+once; elsewhere only the heartbeat can tell.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+START_TIME_TOLERANCE = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class Driver:
+    host: str
+    pid: int
+    started_at: datetime | None
+    """When the process started (None where the OS does not say)."""
+
+    def as_lease(self) -> tuple[str, int, datetime | None]:
+        return self.host, self.pid, self.started_at
+
+    @classmethod
+    def current(cls) -> Driver:
+        return cls(socket.gethostname(), os.getpid(), process_start_time(os.getpid()))
+
+
+def _boot_time() -> datetime | None:
+    try:
+        with open("/proc/stat") as stat:
+            for line in stat:
+                if line.startswith("btime "):
+                    return datetime.fromtimestamp(int(line.split()[1]), UTC)
+    except OSError:
+        return None
+    return None
+
+
+def process_start_time(pid: int) -> datetime | None:
+    """The start time of process `pid` on this host; None if there is no such process or the
+    OS does not say (Linux's /proc is read)."""
+    boot = _boot_time()
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # The command name (field 2) may hold spaces: count fields after its ')'.
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if boot is None or len(fields) < 20:
+        return None
+    ticks = int(fields[19])  # field 22 of /proc/PID/stat: start time in clock ticks
+    return boot + timedelta(seconds=ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def is_gone(host: str | None, pid: int | None, started_at: datetime | None) -> bool | None:
+    """True when the recorded driver is known to have ended: it ran on this host and no
+    process with its pid and start time runs now. None when this host cannot tell (another
+    host, or no driver recorded)."""
+    if host is None or pid is None or host != socket.gethostname():
+        return None
+    if not os.path.exists(f"/proc/{pid}"):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False  # exists, owned by someone else
+        return None if not os.path.isdir("/proc") else False
+    running_since = process_start_time(pid)
+    if started_at is None or running_since is None:
+        return False
+    return abs(running_since - started_at) > START_TIME_TOLERANCE
