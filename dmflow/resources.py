@@ -15,6 +15,9 @@ import atexit
 import os
 import threading
 
+from pydantic import ValidationError
+
+from dmflow.errors import ConfigurationError
 from dmflow.settings import Settings
 from dmflow.store.base import RunStore
 
@@ -33,8 +36,21 @@ def settings() -> Settings:
     environment = _environment()
     with _lock:
         if _settings is None or _settings[0] != environment:
-            _settings = (environment, Settings())
+            _settings = (environment, read_settings())
         return _settings[1]
+
+
+def read_settings() -> Settings:
+    """`Settings()`, with a wrong value reported as the variable to fix and what it allows
+    (never the value itself: it may be a secret)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"DMFLOW_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from None
 
 
 def _store_key(config: Settings) -> tuple[str | None, ...]:

@@ -225,6 +225,7 @@ class _ProgressDisplay(threading.Thread):
 
 def _run_flow(dataset: str, params: RunParams, verbose: bool = False) -> TrainingRun:
     """Run the parent flow in this process and return the run it drove."""
+    resources.store()  # a database that cannot be reached fails here, before Prefect starts
     if not verbose:  # our status line instead of Prefect's log lines (the UI keeps them)
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     from prefect.client.schemas.objects import State
@@ -306,6 +307,7 @@ def run(
 @app.command()
 def recover(run_id: UUID) -> None:
     """Resume a failed run at its phase (or train a run waiting at generated)."""
+    resources.store()  # a database that cannot be reached fails here, before Prefect starts
     from prefect.client.schemas.objects import State
 
     from flows.recovery import recover_training_run

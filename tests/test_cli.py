@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -98,3 +99,25 @@ def test_sample_builds_a_dataset_and_refuses_to_overwrite(
     again = dmflow("sample", str(target))
     assert again.returncode == 1 and "--overwrite" in again.stderr
     assert dmflow("sample", str(target), "--overwrite").returncode == 0
+
+
+def test_run_with_a_closed_database_port_is_one_line_within_seconds(
+    dmflow: CliRunner, tmp_path: Path
+) -> None:
+    env = clean_env(DMFLOW_DATABASE_URL="postgresql://app@127.0.0.1:9/none")
+    for argv in (["run", str(tmp_path / "ds")], ["recover", str(uuid.uuid4())]):
+        started = time.monotonic()
+        result = dmflow(*argv, env=env)
+        elapsed = time.monotonic() - started
+        assert result.returncode == 1, result.stderr
+        assert "DMFLOW_DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        # Not a speed target: it fails before any Prefect start (15-25 s), which it once awaited.
+        assert elapsed < 10, elapsed
+
+
+def test_an_invalid_setting_names_the_variable_and_what_is_allowed(dmflow: CliRunner) -> None:
+    result = dmflow("runs", env=clean_env(DMFLOW_STALE_AFTER_S="3"))
+    assert result.returncode == 1
+    assert "DMFLOW_STALE_AFTER_S" in result.stderr and "greater than or equal to 5" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -163,7 +163,9 @@ class OpenAIQuestionGenerator:
             await self._limiter.acquire(estimated_tokens)
             _add(usage, "requests", 1)
             try:
-                response = await self._client.chat.completions.create(
+                # The raw reply: the SDK still raises its typed errors, but skips building
+                # a ChatCompletion model, about a tenth of its CPU per request here.
+                raw = await self._client.chat.completions.with_raw_response.create(
                     model=self.config.model,
                     messages=messages,  # type: ignore[arg-type]
                     max_tokens=self.config.max_output_tokens,
@@ -195,8 +197,16 @@ class OpenAIQuestionGenerator:
                         _retry_after(exc.response),
                     ) from None
                 raise
-        if response.usage is not None:
-            prompt, completion = response.usage.prompt_tokens, response.usage.completion_tokens
+        try:
+            response = raw.http_response.json()
+            choices = response.get("choices") or []
+            content = choices[0]["message"]["content"] if choices else None
+        except (ValueError, AttributeError, KeyError, IndexError, TypeError):
+            raise _Transient("the endpoint's reply is not a chat completion", None) from None
+        reported = response.get("usage") or {}
+        if reported:
+            prompt = int(reported.get("prompt_tokens") or 0)
+            completion = int(reported.get("completion_tokens") or 0)
             _add(usage, "prompt_tokens", prompt)
             _add(usage, "completion_tokens", completion)
             _add(
@@ -205,7 +215,7 @@ class OpenAIQuestionGenerator:
                 prompt / 1000 * self.config.cost_per_1k_prompt_tokens
                 + completion / 1000 * self.config.cost_per_1k_completion_tokens,
             )
-        return response.choices[0].message.content if response.choices else None
+        return content if isinstance(content, str) else None
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
