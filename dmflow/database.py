@@ -8,8 +8,11 @@ from pathlib import Path
 
 from dmflow.db.local_postgres import LocalPostgres
 from dmflow.errors import ConfigurationError
+from dmflow.prefect_server import EmbeddedPrefectServer
 from dmflow.settings import Settings
 from dmflow.store.base import RunStore
+
+PREFECT_DATABASE_NAME = "prefect"
 
 
 def _reachable_by_others(path: Path) -> bool:
@@ -37,6 +40,26 @@ def database_url(settings: Settings) -> str:
         return settings.database_url.get_secret_value()
     local = LocalPostgres(embedded_database_dir(settings), bin_dir=settings.postgres_bin_dir)
     return local.ensure_running()
+
+
+def embedded_prefect_server(settings: Settings) -> EmbeddedPrefectServer:
+    """The data directory's Prefect server: its database is a database of its own in the
+    embedded PostgreSQL when dmflow uses that one, else SQLite under the data directory
+    (Prefect's tables never go into your Supabase or production database)."""
+    database: str | None = None
+    if uses_embedded_database(settings):
+        local = LocalPostgres(embedded_database_dir(settings), bin_dir=settings.postgres_bin_dir)
+        local.ensure_running()
+        url = local.ensure_database(PREFECT_DATABASE_NAME)
+        database = url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    return EmbeddedPrefectServer(settings.resolved_data_dir() / "prefect", database)
+
+
+def embedded_postgres(settings: Settings) -> LocalPostgres | None:
+    """The embedded PostgreSQL, when dmflow uses it (not started here)."""
+    if not uses_embedded_database(settings):
+        return None
+    return LocalPostgres(embedded_database_dir(settings), bin_dir=settings.postgres_bin_dir)
 
 
 def uses_embedded_database(settings: Settings) -> bool:

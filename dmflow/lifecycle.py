@@ -152,6 +152,16 @@ def driven_by(run: TrainingRun, driver: UUID | None) -> bool:
     return driver is None or run.flow_run_id is None or run.flow_run_id == driver
 
 
+def interrupted_message(run: TrainingRun, how: str) -> str:
+    """What a run interrupted by a signal is left with: what happened, and what to do."""
+    where = (
+        f"at {run.processed_chunks}/{run.total_chunks} chunks"
+        if run.status.phase is Phase.GENERATION
+        else f"while training ({run.pair_count} pairs)"
+    )
+    return f"interrupted ({how}) {where}: resume with `dmflow recover {run.id}`"
+
+
 def fail_phase(
     store: RunStore,
     run_id: UUID,

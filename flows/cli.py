@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from dmflow import resources
+from dmflow import interrupts, resources
 from dmflow.database import database_url
 from dmflow.db.migrations import apply_migrations, discover, pending
 from dmflow.errors import ConfigurationError, DmflowError
@@ -32,7 +33,7 @@ from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
 
 # Prefect reads these once, when first imported (inside the commands below): no
-# analytics, and room for its temporary server to start on a small machine.
+# analytics. The commands point it at a server first (`_prefect_ui`).
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
@@ -205,7 +206,7 @@ class _ProgressDisplay(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        starting = "starting (the first Prefect call may start a temporary server)"
+        starting = "starting the training run"
         with err.status(starting) as line, _store() as store:
             while not self.stopped.wait(1.0):
                 runs = store.list_runs(dataset=self.dataset, limit=1)
@@ -223,19 +224,90 @@ class _ProgressDisplay(threading.Thread):
             self.join(5)
 
 
+def _prefect_ui() -> str:
+    """Point this process at a Prefect server before Prefect is imported: PREFECT_API_URL
+    when set, else the data directory's embedded server (started once, then reused).
+    Returns the UI's base address."""
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        from dmflow.database import embedded_prefect_server
+
+        server = embedded_prefect_server(resources.settings())
+        if server.running() is None:
+            err.print("starting the embedded Prefect server (once; later commands reuse it)")
+        api = server.ensure_running().api_url
+        os.environ["PREFECT_API_URL"] = api
+    return api.rstrip("/").removesuffix("/api")
+
+
+def _print_flow_run(ui: str, state: Any) -> None:
+    flow_run_id = state.state_details.flow_run_id
+    if flow_run_id:
+        out.print(f"Prefect UI: {ui}/runs/flow-run/{flow_run_id}", highlight=False)
+
+
+class Interrupted(Exception):
+    """The command was interrupted by a signal; the message says where the run stands."""
+
+
+@contextmanager
+def _interruptible(interrupted_run: Callable[[], TrainingRun | None]) -> Iterator[None]:
+    """Ctrl-C (SIGINT to the whole process group), SIGTERM and SIGHUP end the flow as an
+    interrupt: Prefect marks its flow runs Crashed and the phase's hook fails the run with
+    what happened. A second signal exits at once."""
+
+    def on_signal(signum: int, frame: object) -> None:
+        if interrupts.received() is not None:
+            os._exit(128 + signum)
+        interrupts.note(signum)
+        raise KeyboardInterrupt
+
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, on_signal) for sig in handled}
+    from prefect.exceptions import TerminationSignal  # Prefect's own SIGTERM handler's
+
+    try:
+        yield
+    except (KeyboardInterrupt, TerminationSignal) as exc:
+        signum = exc.signal if isinstance(exc, TerminationSignal) else signal.SIGINT
+        how = interrupts.received() or interrupts.name(signum)
+        run = interrupted_run()
+        where = "" if run is None else f": run {run.id} is {_stored_status(run)}"
+        raise Interrupted(f"interrupted ({how}){where}") from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stored_status(run: TrainingRun) -> str:
+    with _store() as store:
+        now = store.get_run(run.id)
+    resume = f"; resume with `dmflow recover {now.id}`" if now.status.is_failed else ""
+    return f"{now.status.value} at {_progress(now)} chunks{resume}"
+
+
+def _newest_run(dataset: str) -> TrainingRun | None:
+    with _store() as store:
+        runs = store.list_runs(dataset=dataset, limit=1)
+    return runs[0] if runs else None
+
+
 def _run_flow(dataset: str, params: RunParams, verbose: bool = False) -> TrainingRun:
     """Run the parent flow in this process and return the run it drove."""
     resources.store()  # a database that cannot be reached fails here, before Prefect starts
-    if not verbose:  # our status line instead of Prefect's log lines (the UI keeps them)
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    ui = _prefect_ui()
+    if not verbose:  # our status line and outcome instead of Prefect's log lines (the UI
+        # keeps them); its crash reports too: the outcome says what happened and what to do.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     from prefect.client.schemas.objects import State
 
     from flows.training_run import training_run
 
     call: Any = training_run(dataset, return_state=True, **params.model_dump(exclude_unset=True))
-    with _ProgressDisplay(dataset):
+    with _ProgressDisplay(dataset), _interruptible(lambda: _newest_run(dataset)):
         state: State[Any] = asyncio.run(call)
     outcome = state.result(raise_on_failure=False)
+    _print_flow_run(ui, state)
     if isinstance(outcome, TrainingRun):
         return outcome
     with _store() as store:  # failed: the run this flow run made, if it made one
@@ -305,18 +377,30 @@ def run(
 
 
 @app.command()
-def recover(run_id: UUID) -> None:
+def recover(
+    run_id: UUID,
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's log lines.")] = False,
+) -> None:
     """Resume a failed run at its phase (or train a run waiting at generated)."""
-    resources.store()  # a database that cannot be reached fails here, before Prefect starts
+    with _store() as store:  # an unreachable database fails here, before Prefect starts
+        run = store.get_run(run_id)
+    if run.status is RunStatus.COMPLETED:  # nothing to do: no need for Prefect at all
+        out.print(f"run {run.id} is completed: already completed: nothing to do")
+        return
+    ui = _prefect_ui()
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     from prefect.client.schemas.objects import State
 
     from flows.recovery import recover_training_run
 
     call: Any = recover_training_run(run_id, return_state=True)
-    state: State[Any] = asyncio.run(call)
+    with _interruptible(lambda: run):
+        state: State[Any] = asyncio.run(call)
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, DmflowError):
         raise outcome
+    _print_flow_run(ui, state)
     if isinstance(outcome, Recovery) and not outcome.recovered:
         out.print(f"run {run_id} is {outcome.run.status.value}: {outcome.message}")
         return
@@ -351,8 +435,9 @@ def delete(
 @app.command(name="serve")
 def serve_deployments() -> None:
     """Serve every deployment (training-run, recover-training-run, recover-failed-runs
-    every 15 minutes, delete-failed-run) from this process. Point PREFECT_API_URL at
-    your Prefect server first."""
+    every 15 minutes, delete-failed-run) from this process, against PREFECT_API_URL or
+    the embedded Prefect server."""
+    out.print(f"Prefect UI: {_prefect_ui()}", highlight=False)
     from flows.serve import serve_all
 
     serve_all()
@@ -374,12 +459,56 @@ def demo() -> None:
         out.print(f"using the sample dataset at {dataset}")
     out.print(
         "running a training run: local questions, local Deep Memory adapter "
-        "(the first Prefect call starts a temporary server: ~20 s)"
+        "(the first one starts the embedded Prefect server: ~20 s)"
     )
     finished = _run_flow(str(dataset), RunParams())
     _print_outcome(finished)
     if finished.status is not RunStatus.COMPLETED:
         raise typer.Exit(1)
+
+
+server_app = typer.Typer(help="The embedded servers of the data directory.", no_args_is_help=True)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Show the embedded PostgreSQL and Prefect server of the data directory."""
+    from dmflow.database import embedded_postgres
+    from dmflow.prefect_server import EmbeddedPrefectServer
+
+    settings = resources.settings()
+    postgres = embedded_postgres(settings)
+    if postgres is None:
+        out.print("postgres  not embedded (DMFLOW_DATABASE_URL or Supabase is set)")
+    else:
+        running = postgres.is_running()
+        where = f"127.0.0.1:{postgres.port_file.read_text().strip()}" if running else "stopped"
+        out.print(f"postgres  {where}  {postgres.root}", highlight=False)
+    prefect = EmbeddedPrefectServer(settings.resolved_data_dir() / "prefect").running()
+    if prefect is None:
+        out.print("prefect   stopped (the next run, recover or demo starts it)")
+    else:
+        out.print(
+            f"prefect   {prefect.ui_url}  pid {prefect.pid}, database {prefect.database}",
+            highlight=False,
+        )
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the embedded Prefect server and PostgreSQL of the data directory."""
+    from dmflow.database import embedded_postgres
+    from dmflow.prefect_server import EmbeddedPrefectServer
+
+    settings = resources.settings()
+    stopped = EmbeddedPrefectServer(settings.resolved_data_dir() / "prefect").stop()
+    out.print("prefect   stopped" if stopped else "prefect   was not running")
+    postgres = embedded_postgres(settings)
+    if postgres is not None and postgres.is_running():
+        resources.close_all()
+        postgres.stop()
+        out.print("postgres  stopped")
 
 
 def main() -> None:
@@ -390,6 +519,9 @@ def main() -> None:
     except DmflowError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(1)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        err.print(str(exc) or "interrupted", highlight=False)
+        sys.exit(130)
     finally:
         release_stray_worker_threads()
 

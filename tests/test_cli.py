@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from pathlib import Path
+
+import pytest
 
 from dmflow.db.migrations import discover
 from dmflow.store.postgres import PostgresRunStore
@@ -121,3 +124,36 @@ def test_an_invalid_setting_names_the_variable_and_what_is_allowed(dmflow: CliRu
     assert result.returncode == 1
     assert "DMFLOW_STALE_AFTER_S" in result.stderr and "greater than or equal to 5" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_embedded_prefect_server_is_started_once_reused_and_stopped(
+    dmflow: CliRunner, db: Database, sample_dataset: str, tmp_path: Path
+) -> None:
+    # No PREFECT_API_URL: dmflow starts a server of its own for the data directory.
+    env = {
+        k: v
+        for k, v in clean_env(DMFLOW_DATABASE_URL=db.url, DMFLOW_DATA_DIR=str(tmp_path)).items()
+        if k != "PREFECT_API_URL"
+    }
+    assert "stopped" in dmflow("server", "status", env=env).stdout
+    first = dmflow("run", sample_dataset, "--no-train", "--max-pairs", "20", env=env, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "starting the embedded Prefect server" in first.stderr
+    [address] = [line for line in first.stdout.splitlines() if line.startswith("Prefect UI: ")]
+    assert address.startswith("Prefect UI: http://127.0.0.1:") and "/runs/flow-run/" in address
+    state = json.loads((tmp_path / "prefect" / "server.json").read_text())
+    assert os.getsid(state["pid"]) != os.getsid(0)  # its own session: Ctrl-C never reaches it
+    assert oct((tmp_path / "prefect").stat().st_mode & 0o777) == "0o700"
+
+    status = dmflow("server", "status", env=env).stdout
+    assert f"pid {state['pid']}" in status and "database sqlite" in status
+    run_id = json.loads(dmflow("runs", "--json", env=env).stdout)[0]["id"]
+    again = dmflow("recover", run_id, env=env, timeout=300)  # trains it, on the same server
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "starting the embedded Prefect server" not in again.stderr
+    assert json.loads((tmp_path / "prefect" / "server.json").read_text())["pid"] == state["pid"]
+
+    stopped = dmflow("server", "stop", env=env)
+    assert stopped.returncode == 0 and "prefect   stopped" in stopped.stdout
+    with pytest.raises(ProcessLookupError):
+        os.kill(state["pid"], 0)

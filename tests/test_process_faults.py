@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -23,10 +27,13 @@ from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
 from flows.recovery import recover_failed_runs
 from tests.fixtures.activeloop_server import CORPUS, ActiveloopServer, JobScript
+from tests.fixtures.cli import clean_env
 from tests.fixtures.llm_server import LLMServer
 from tests.fixtures.postgres import Database
-from tests.fixtures.processes import signal_and_wait, start_worker
+from tests.fixtures.processes import signal_and_wait, start_worker, wait_until
 from tests.test_recovery import duplicate_pairs
+
+BIN = Path(sys.executable).parent
 
 
 def start_parent_flow(env: dict[str, str], **parameters: object) -> subprocess.Popen[bytes]:
@@ -144,3 +151,59 @@ def test_sigkill_mid_generation_is_known_dead_at_once_and_recovers_without_repea
     }
     assert again.isdisjoint(recorded_before)
     assert len(again) <= 2 * 16
+
+
+@pytest.mark.parametrize(
+    ("sent", "how"),
+    [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM"), (signal.SIGHUP, "SIGHUP")],
+    ids=["ctrl-c", "sigterm", "sighup"],
+)
+def test_dmflow_run_interrupted_exits_quickly_and_says_how_to_resume(
+    slow_llm: dict[str, str],
+    store: PostgresRunStore,
+    sample_dataset: str,
+    sent: signal.Signals,
+    how: str,
+) -> None:
+    command = subprocess.Popen(
+        [str(BIN / "dmflow"), "run", sample_dataset, "--generator", "openai", "--batch-size", "16"],
+        env=clean_env(**slow_llm),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a terminal's foreground job
+    )
+    try:
+        wait_until(command, generating(store, sample_dataset), "generation had begun")
+        sent_at = time.monotonic()
+        if sent is signal.SIGTERM:
+            os.kill(command.pid, sent)  # `kill PID`
+        else:  # a terminal's Ctrl-C, or its closing, reaches the whole foreground group
+            os.killpg(command.pid, sent)
+        _, stderr = command.communicate(timeout=30)
+        exited_after = time.monotonic() - sent_at
+    finally:
+        if command.poll() is None:
+            os.killpg(command.pid, signal.SIGKILL)
+    run = the_run(store, sample_dataset)
+    assert run is not None
+    assert command.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert f"interrupted ({how}" in stderr and f"dmflow recover {run.id}" in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert run.status is RunStatus.GENERATING_FAILED
+    assert run.error_message is not None
+    assert run.error_message.startswith(f"interrupted ({how}")
+    assert f"resume with `dmflow recover {run.id}`" in run.error_message
+    # Not a speed target: it once retried a dead server for minutes after a Ctrl-C.
+    assert exited_after < 10, exited_after
+
+    resumed = subprocess.run(
+        [str(BIN / "dmflow"), "recover", str(run.id)],
+        env=clean_env(**slow_llm),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert store.get_run(run.id).status is RunStatus.COMPLETED

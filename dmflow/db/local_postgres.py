@@ -127,6 +127,12 @@ class LocalPostgres:
                 check=True,
             )
 
+    def ensure_database(self, name: str) -> str:
+        """The URL of database `name` in the running cluster, created if missing."""
+        with self._lock():
+            self._ensure_database(name)
+        return self.url(name)
+
     def create_database(self, name: str, template: str | None = None) -> str:
         self._psql(f'create database "{name}"' + (f' template "{template}"' if template else ""))
         return self.url(name)

@@ -166,7 +166,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
-        body = json.loads(self.rfile.read(length))
+        try:
+            body = json.loads(self.rfile.read(length))
+        except ValueError:  # a client that went away mid-request (a killed test process)
+            self._send(400, json.dumps({"error": {"message": "the body is not JSON"}}), {})
+            return
         if self.path.endswith("/embeddings"):
             self._embeddings(body)
             return

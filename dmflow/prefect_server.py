@@ -1,0 +1,186 @@
+"""An embedded Prefect server for the data directory, started on demand and reused.
+
+Without it, every process that runs a flow starts Prefect's temporary server: 15-25 s
+before the first flow, in the command's process group (a terminal's Ctrl-C kills it
+with the command), left running after a kill -9, and gone when the command ends, with
+nothing to look at in the UI. This one is started once, in a session of its own, on
+loopback, with its state and log under `<data dir>/prefect`; later commands find it
+through `server.json`. Nothing here imports Prefect: it is run as a program.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from dmflow.errors import ConfigurationError
+
+STARTUP_TIMEOUT_S = 180.0
+
+
+@dataclass(frozen=True)
+class ServerState:
+    pid: int
+    port: int
+    database: str
+    """`postgresql` (a database in the embedded PostgreSQL) or `sqlite`."""
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class EmbeddedPrefectServer:
+    root: Path
+    """`<data dir>/prefect`: state file, log and the server's PREFECT_HOME."""
+    database_url: str | None = None
+    """`postgresql+asyncpg://...` for a database of its own; None: SQLite under `root`."""
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "server.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "server.log"
+
+    def running(self) -> ServerState | None:
+        """The server this data directory started, if it is up and answering."""
+        try:
+            state = ServerState(**json.loads(self.state_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        if not _alive(state.pid) or not _healthy(state.api_url):
+            return None
+        return state
+
+    def ensure_running(self) -> ServerState:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._lock():
+            state = self.running()
+            if state is None:
+                state = self._start()
+        return state
+
+    def stop(self) -> ServerState | None:
+        """Stop the server (its whole session); None if none was running."""
+        with self._lock():
+            state = self.running()
+            if state is not None:
+                with suppress(ProcessLookupError):
+                    os.killpg(state.pid, signal.SIGTERM)
+                deadline = time.monotonic() + 20
+                while _alive(state.pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if _alive(state.pid):
+                    with suppress(ProcessLookupError):
+                        os.killpg(state.pid, signal.SIGKILL)
+        return state  # the state file stays: the next start reuses its port
+
+    def _start(self) -> ServerState:
+        port = self._previous_port() or _free_port()
+        home = self.root / "home"
+        home.mkdir(exist_ok=True, mode=0o700)
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        }
+        if self.database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
+        else:
+            env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
+        argv = [sys.executable, "-m", "prefect", "server", "start"]
+        argv += ["--host", "127.0.0.1", "--port", str(port)]
+        with self.log_file.open("ab") as log:
+            os.chmod(self.log_file, 0o600)
+            process = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a terminal's Ctrl-C never reaches it
+            )
+        state = ServerState(process.pid, port, "postgresql" if self.database_url else "sqlite")
+        self._wait_until_healthy(process, state)
+        self.state_file.write_text(json.dumps(state.__dict__))
+        os.chmod(self.state_file, 0o600)
+        return state
+
+    def _previous_port(self) -> int | None:
+        """The port it had last time, if free: the UI's address stays the same."""
+        try:
+            port = int(json.loads(self.state_file.read_text())["port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return None
+        return port
+
+    def _wait_until_healthy(self, process: subprocess.Popen[bytes], state: ServerState) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not _healthy(state.api_url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                raise ConfigurationError(
+                    f"the embedded Prefect server did not start (see {self.log_file}); or "
+                    "point PREFECT_API_URL at a Prefect server of your own"
+                )
+            time.sleep(0.25)
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        lock = self.root / "lock"
+        with lock.open("a") as handle:
+            os.chmod(lock, 0o600)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
