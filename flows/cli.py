@@ -250,33 +250,55 @@ class Interrupted(Exception):
     """The command was interrupted by a signal; the message says where the run stands."""
 
 
-@contextmanager
-def _interruptible(interrupted_run: Callable[[], TrainingRun | None]) -> Iterator[None]:
-    """Ctrl-C (SIGINT to the whole process group), SIGTERM and SIGHUP end the flow as an
-    interrupt: Prefect marks its flow runs Crashed and the phase's hook fails the run with
-    what happened. A second signal exits at once."""
+def _run_interruptibly(call: Any, interrupted_run: Callable[[], TrainingRun | None]) -> Any:
+    """`asyncio.run(call)`, where Ctrl-C (SIGINT to the whole process group), SIGTERM and
+    SIGHUP end the flow as an interrupt: its task is cancelled (a clean unwinding, not an
+    exception at an arbitrary point of Prefect's engine), Prefect marks its flow runs
+    Crashed and the phase's hook fails the run with what happened and how to resume. A
+    second signal exits at once."""
+    import prefect.utilities.engine as prefect_engine
+    from prefect.exceptions import TerminationSignal
+
+    running: list[asyncio.Task[Any]] = []
+
+    async def main() -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        running.append(task)
+        return await call
 
     def on_signal(signum: int, frame: object) -> None:
         if interrupts.received() is not None:
             os._exit(128 + signum)
         interrupts.note(signum)
-        raise KeyboardInterrupt
+        if not running:
+            raise KeyboardInterrupt
+        running[0].get_loop().call_soon_threadsafe(running[0].cancel)
 
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, on_signal) for sig in handled}
-    from prefect.exceptions import TerminationSignal  # Prefect's own SIGTERM handler's
-
+    # While a flow runs, Prefect swaps in its own SIGTERM handler, which raises its
+    # TerminationSignal wherever the main thread is; raised inside an event-loop callback,
+    # asyncio logs and drops it (seen: a SIGTERMed `dmflow run` went on to complete). Its
+    # engine installs whatever this name holds: here, the same cancellation as Ctrl-C.
+    prefect_handler = prefect_engine._prefect_sigterm_handler
+    prefect_engine._prefect_sigterm_handler = on_signal  # type: ignore[assignment]
     try:
-        yield
-    except (KeyboardInterrupt, TerminationSignal) as exc:
-        signum = exc.signal if isinstance(exc, TerminationSignal) else signal.SIGINT
-        how = interrupts.received() or interrupts.name(signum)
-        run = interrupted_run()
-        where = "" if run is None else f": run {run.id} is {_stored_status(run)}"
-        raise Interrupted(f"interrupted ({how}){where}") from None
+        result = asyncio.run(main())
+    except (KeyboardInterrupt, TerminationSignal, asyncio.CancelledError) as exc:
+        if isinstance(exc, TerminationSignal):
+            interrupts.note(exc.signal)
+        result = None
     finally:
+        prefect_engine._prefect_sigterm_handler = prefect_handler
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    how = interrupts.received()
+    if how is not None:
+        run = interrupted_run()
+        where = "" if run is None else f": run {run.id} is {_stored_status(run)}"
+        raise Interrupted(f"interrupted ({how}){where}")
+    return result
 
 
 def _stored_status(run: TrainingRun) -> str:
@@ -304,8 +326,8 @@ def _run_flow(dataset: str, params: RunParams, verbose: bool = False) -> Trainin
     from flows.training_run import training_run
 
     call: Any = training_run(dataset, return_state=True, **params.model_dump(exclude_unset=True))
-    with _ProgressDisplay(dataset), _interruptible(lambda: _newest_run(dataset)):
-        state: State[Any] = asyncio.run(call)
+    with _ProgressDisplay(dataset):
+        state: State[Any] = _run_interruptibly(call, lambda: _newest_run(dataset))
     outcome = state.result(raise_on_failure=False)
     _print_flow_run(ui, state)
     if isinstance(outcome, TrainingRun):
@@ -395,8 +417,7 @@ def recover(
     from flows.recovery import recover_training_run
 
     call: Any = recover_training_run(run_id, return_state=True)
-    with _interruptible(lambda: run):
-        state: State[Any] = asyncio.run(call)
+    state: State[Any] = _run_interruptibly(call, lambda: run)
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, DmflowError):
         raise outcome

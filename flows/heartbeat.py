@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,8 @@ from dmflow.driver import Driver
 from dmflow.models import TrainingRun
 from dmflow.settings import Settings
 from dmflow.store.base import RunStore
+
+logger = logging.getLogger("dmflow.heartbeat")
 
 HEARTBEAT_EVERY_S = 20.0
 """Well inside the 30 s promised to operators, whatever a phase is busy with (a slow LLM
@@ -25,7 +28,10 @@ def beat_interval_s(settings: Settings) -> float:
 async def _beat(store: RunStore, run: TrainingRun, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
-        await asyncio.to_thread(store.update_progress, run)
+        try:
+            await asyncio.to_thread(store.update_progress, run)
+        except Exception as exc:  # one missed beat (a database blip) must not stop the rest
+            logger.warning("could not beat the heartbeat of run %s: %s", run.id, exc)
 
 
 @asynccontextmanager
@@ -38,4 +44,10 @@ async def heartbeat(store: RunStore, run: TrainingRun) -> AsyncIterator[None]:
         yield
     finally:
         beating.cancel()
-        await asyncio.gather(beating, return_exceptions=True)
+        [ended] = await asyncio.gather(beating, return_exceptions=True)
+        # A signal turned into an exception (Prefect's TerminationSignal) may land in this
+        # task's step: it must end the flow, not vanish with the task.
+        if isinstance(ended, BaseException) and not isinstance(
+            ended, asyncio.CancelledError | Exception
+        ):
+            raise ended
