@@ -30,6 +30,19 @@ class Driver:
         return cls(socket.gethostname(), os.getpid(), process_start_time(os.getpid()))
 
 
+def process_exists(pid: int) -> bool:
+    """Whether a process with this id runs on this host (another user's counts)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _boot_time() -> datetime | None:
     try:
         with open("/proc/stat") as stat:
@@ -63,14 +76,8 @@ def is_gone(host: str | None, pid: int | None, started_at: datetime | None) -> b
     host, or no driver recorded)."""
     if host is None or pid is None or host != socket.gethostname():
         return None
-    if not os.path.exists(f"/proc/{pid}"):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False  # exists, owned by someone else
-        return None if not os.path.isdir("/proc") else False
+    if not process_exists(pid):
+        return True
     running_since = process_start_time(pid)
     if started_at is None or running_since is None:
         return False

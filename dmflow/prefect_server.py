@@ -24,6 +24,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from dmflow.driver import process_exists
 from dmflow.errors import ConfigurationError
 
 STARTUP_TIMEOUT_S = 180.0
@@ -59,16 +60,6 @@ def _healthy(api_url: str) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @dataclass
 class EmbeddedPrefectServer:
     root: Path
@@ -90,7 +81,7 @@ class EmbeddedPrefectServer:
             state = ServerState(**json.loads(self.state_file.read_text()))
         except (OSError, ValueError, TypeError):
             return None
-        if not _alive(state.pid) or not _healthy(state.api_url):
+        if not process_exists(state.pid) or not _healthy(state.api_url):
             return None
         return state
 
@@ -110,9 +101,9 @@ class EmbeddedPrefectServer:
                 with suppress(ProcessLookupError):
                     os.killpg(state.pid, signal.SIGTERM)
                 deadline = time.monotonic() + 20
-                while _alive(state.pid) and time.monotonic() < deadline:
+                while process_exists(state.pid) and time.monotonic() < deadline:
                     time.sleep(0.1)
-                if _alive(state.pid):
+                if process_exists(state.pid):
                     with suppress(ProcessLookupError):
                         os.killpg(state.pid, signal.SIGKILL)
         return state  # the state file stays: the next start reuses its port

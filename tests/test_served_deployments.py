@@ -140,6 +140,24 @@ def test_every_deployment_runs_and_the_ui_retry_resumes_the_same_run(
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr
     assert store.list_runs(dataset=broken.dataset) == []
 
-    # recover-failed-runs: the sweep, started by hand, finds nothing left to do.
+    # recover-failed-runs: the sweep hands a failed run to the recover-training-run
+    # deployment as a flow run of its own (under that deployment's limit) and returns.
+    stranded = store.create_run(copy_of(sample_dataset, tmp_path, "stranded"))
+    stranded = store.transition(stranded, RunStatus.GENERATING_FAILED, error_message="outage")
     swept = deployment_run(served, "recover-failed-runs")
     assert swept.returncode == 0, swept.stdout + swept.stderr
+    deadline = time.monotonic() + 180
+    while store.get_run(stranded.id).status is not RunStatus.COMPLETED:
+        assert time.monotonic() < deadline, store.get_run(stranded.id)
+        time.sleep(1)
+    done = store.get_run(stranded.id)
+    assert done.attempt == 1 and done.flow_run_id is not None
+    assert asyncio.run(deployment_of(done.flow_run_id)) == "recover-training-run"
+
+
+async def deployment_of(flow_run_id: UUID) -> str | None:
+    async with get_client() as client:
+        flow_run = await client.read_flow_run(flow_run_id)
+        if flow_run.deployment_id is None:
+            return None
+        return (await client.read_deployment(flow_run.deployment_id)).name

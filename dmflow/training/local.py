@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dmflow.driver import process_exists
 from dmflow.models import TrainingPair
 from dmflow.settings import Settings
 from dmflow.training.base import JobState, JobStatus, TrainingError
@@ -140,7 +141,7 @@ class LocalAdapterTrainer:
         record = self._read(job_id)
         state = JobState(record["state"])
         error = record.get("error")
-        if state.is_running and not _alive(int(record.get("pid", -1))):
+        if state.is_running and not process_exists(int(record.get("pid", -1))):
             state, error = JobState.FAILED, "the process training this job died before it ended"
         return JobStatus(
             job_id=job_id,
@@ -230,15 +231,3 @@ class LocalAdapterTrainer:
         temporary = jobs / f"{job_id}.json.tmp"
         temporary.write_text(json.dumps(record, default=str))
         temporary.replace(jobs / f"{job_id}.json")
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
