@@ -87,7 +87,8 @@ async def _recover(run: TrainingRun, report: SweepReport) -> None:
             # One recovery per failure, however many sweeps see the run failed meanwhile.
             idempotency_key=f"recover-{run.id}-attempt-{run.attempt}",
         )
-        await started  # a coroutine in a flow's event loop        report.started.append(run.id)
+        await started  # a coroutine in a flow's event loop
+        report.started.append(run.id)
         return
     try:
         await recover_training_run(run.id)
