@@ -13,6 +13,7 @@ from prefect.states import Crashed
 from dmflow import driver, lifecycle
 from dmflow.models import TrainingRun
 from dmflow.settings import Settings
+from dmflow.store.base import RunStore
 
 logger = logging.getLogger("dmflow.liveness")
 
@@ -20,6 +21,15 @@ logger = logging.getLogger("dmflow.liveness")
 def liveness(run: TrainingRun, settings: Settings) -> lifecycle.Liveness:
     gone = driver.is_gone(run.driver_host, run.driver_pid, run.driver_started_at)
     return lifecycle.liveness(run, datetime.now(UTC), settings, driver_gone=gone)
+
+
+async def fail_dead_run(store: RunStore, run: TrainingRun, reason: str) -> TrainingRun | None:
+    """Fail a run found dead in its phase and, when this call failed it, crash its flow run
+    in Prefect; None when someone else moved the run first."""
+    failed = lifecycle.fail_active_run(store, run, reason)
+    if failed is not None:
+        await crash_flow_run(run.flow_run_id, reason)
+    return failed
 
 
 async def crash_flow_run(flow_run_id: UUID | None, reason: str) -> None:

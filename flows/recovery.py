@@ -25,7 +25,7 @@ from dmflow.store.base import RunStore
 from flows.deployment_table import RECOVER_TRAINING_RUN
 from flows.events import flow_store
 from flows.hooks import parent_failure_hook
-from flows.liveness import crash_flow_run, liveness
+from flows.liveness import fail_dead_run, liveness
 from flows.phases import current_flow_run_id, run_phases
 
 
@@ -37,9 +37,7 @@ async def _take_over_if_dead(store: RunStore, run: TrainingRun, settings: Settin
     verdict = liveness(run, settings)
     if not verdict.dead:
         raise RunStillActive(run.id, run.status.value, verdict.reason)
-    failed = lifecycle.fail_active_run(store, run, verdict.reason)
-    await crash_flow_run(run.flow_run_id, verdict.reason)
-    return failed or store.get_run(run.id)
+    return await fail_dead_run(store, run, verdict.reason) or store.get_run(run.id)
 
 
 @flow(
@@ -111,10 +109,7 @@ async def recover_failed_runs(limit: int = 200) -> SweepReport:
             continue
         verdict = liveness(run, settings)
         action = lifecycle.sweep_action(run, datetime.now(UTC), settings, verdict)
-        if action is SweepAction.RECONCILE and lifecycle.fail_active_run(
-            store, run, verdict.reason
-        ):
-            await crash_flow_run(run.flow_run_id, verdict.reason)
+        if action is SweepAction.RECONCILE and await fail_dead_run(store, run, verdict.reason):
             report.reconciled.append(run.id)
     for run in store.list_runs(limit=limit):
         action = lifecycle.sweep_action(run, datetime.now(UTC), settings)
