@@ -5,7 +5,7 @@
          generating_failed           training_failed
 
 Flows ask these functions what to do and carry it out; nothing here knows Prefect.
-What Prefect alone can tell (whether a flow run still runs) comes in as an argument.
+What the operating system tells about a run's driver comes in as an argument.
 """
 
 from __future__ import annotations
@@ -169,10 +169,12 @@ def fail_phase(
     attempt: int | None,
     message: str,
     driver: UUID | None = None,
+    interrupted_by: str | None = None,
 ) -> TrainingRun | None:
     """Move the run from the phase's active status to its failed one; None when the run is
     elsewhere (already failed, moved on, or taken over by a newer attempt or another
-    driver)."""
+    driver). `interrupted_by` (a signal, as a person calls it) words the error from where
+    the run stands instead of `message`."""
     active, failed = RunStatus.active_status_of(phase), RunStatus.failed_status_of(phase)
     run = store.get_run(run_id)
     stale = (attempt is not None and run.attempt != attempt) or not driven_by(run, driver)
@@ -185,14 +187,20 @@ def fail_phase(
             failed.value,
         )
         return None
+    if interrupted_by is not None:
+        message = interrupted_message(run, interrupted_by)
     try:
         return store.transition(run, failed, error_message=message[:ERROR_MESSAGE_MAX_CHARS])
     except ConcurrentUpdate:
         return None
 
 
-def fail_active_run(store: RunStore, run: TrainingRun, message: str) -> TrainingRun | None:
+def fail_active_run(
+    store: RunStore, run: TrainingRun, message: str, interrupted_by: str | None = None
+) -> TrainingRun | None:
     """Fail an active run in the phase it is in (a dead driver, a failed parent flow)."""
     if not run.status.is_active:
         return None
-    return fail_phase(store, run.id, run.status.phase, run.attempt, message)
+    return fail_phase(
+        store, run.id, run.status.phase, run.attempt, message, interrupted_by=interrupted_by
+    )

@@ -16,7 +16,6 @@ from prefect.flows import FlowStateHook
 from dmflow import interrupts, lifecycle
 from dmflow.errors import DmflowError
 from dmflow.status import Phase
-from dmflow.store.base import RunStore
 from flows.events import flow_store
 
 logger = logging.getLogger("dmflow.hooks")
@@ -38,9 +37,11 @@ def error_text(state: Any) -> str:
     return str(state.message or state.name or "the flow run ended without a message")
 
 
-def _signal_behind(state: Any) -> str | None:
-    """The signal that crashed a flow run: noted by the command line, or the exception
-    Prefect turned it into."""
+def signal_behind(state: Any) -> str | None:
+    """The signal that crashed or cancelled a flow run, as a person calls it: noted by the
+    command line, or the exception Prefect turned it into. None for any other end."""
+    if not (state.is_crashed() or state.is_cancelled()):
+        return None
     if interrupts.received() is not None:
         return interrupts.received()
     try:
@@ -54,14 +55,6 @@ def _signal_behind(state: Any) -> str | None:
     return None
 
 
-def failure_text(store: RunStore, run_id: UUID, state: Any) -> str:
-    """The error a failed run is left with: for a signal, what happened and how to resume."""
-    how = _signal_behind(state)
-    if how is not None and (state.is_crashed() or state.is_cancelled()):
-        return lifecycle.interrupted_message(store.get_run(run_id), how)
-    return error_text(state)
-
-
 def phase_failure_hook(phase: Phase) -> Hook:
     def hook(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
         parameters = flow_run.parameters or {}
@@ -69,9 +62,14 @@ def phase_failure_hook(phase: Phase) -> Hook:
         attempt = parameters.get("attempt")
         driver = UUID(str(parameters["driver"])) if parameters.get("driver") else None
         try:
-            store = flow_store()
             lifecycle.fail_phase(
-                store, run_id, phase, attempt, failure_text(store, run_id, state), driver
+                flow_store(),
+                run_id,
+                phase,
+                attempt,
+                error_text(state),
+                driver,
+                interrupted_by=signal_behind(state),
             )
         except DmflowError:
             logger.exception("could not record the failure of run %s", run_id)
@@ -87,4 +85,6 @@ def parent_failure_hook(flow: Flow[..., Any], flow_run: FlowRun, state: State) -
     store = flow_store()
     run = store.find_run_by_flow_run_id(flow_run.id)
     if run is not None:
-        lifecycle.fail_active_run(store, run, failure_text(store, run.id, state))
+        lifecycle.fail_active_run(
+            store, run, error_text(state), interrupted_by=signal_behind(state)
+        )

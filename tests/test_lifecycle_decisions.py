@@ -237,3 +237,21 @@ def test_fail_phase_loses_a_race_quietly(db: Database, store: PostgresRunStore) 
     store.transition(run, RunStatus.GENERATED)  # moved on after `run` was read
     assert lifecycle.fail_active_run(store, run, "too late") is None
     assert store.get_run(run.id).status is RunStatus.GENERATED
+
+
+def test_an_interrupted_phase_says_where_it_stopped_and_how_to_resume(
+    db: Database, store: PostgresRunStore
+) -> None:
+    run = run_in(db, store, RunStatus.GENERATING)
+    db.execute(
+        "update deep_memory_training_runs set total_chunks = 314, processed_chunks = 48"
+        " where id = %s",
+        (run.id,),
+    )
+    failed = lifecycle.fail_phase(
+        store, run.id, Phase.GENERATION, run.attempt, "CancelledError", interrupted_by="Ctrl-C"
+    )
+    assert failed is not None and failed.status is RunStatus.GENERATING_FAILED
+    assert failed.error_message == (
+        f"interrupted (Ctrl-C) at 48/314 chunks: resume with `dmflow recover {run.id}`"
+    )
