@@ -34,32 +34,36 @@ def embedded_database_dir(settings: Settings) -> Path:
     return fallback
 
 
+def _local_postgres(settings: Settings) -> LocalPostgres:
+    return LocalPostgres(embedded_database_dir(settings), bin_dir=settings.postgres_bin_dir)
+
+
 def database_url(settings: Settings) -> str:
     """DMFLOW_DATABASE_URL, or the embedded local PostgreSQL (started if needed)."""
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
-    local = LocalPostgres(embedded_database_dir(settings), bin_dir=settings.postgres_bin_dir)
-    return local.ensure_running()
+    return _local_postgres(settings).ensure_running()
 
 
 def embedded_prefect_server(settings: Settings) -> EmbeddedPrefectServer:
     """The data directory's Prefect server: its database is a database of its own in the
     embedded PostgreSQL when dmflow uses that one, else SQLite under the data directory
     (Prefect's tables never go into your Supabase or production database)."""
-    database: str | None = None
-    if uses_embedded_database(settings):
-        local = LocalPostgres(embedded_database_dir(settings), bin_dir=settings.postgres_bin_dir)
+
+    def database() -> str | None:  # only when the server starts, not on every command
+        local = embedded_postgres(settings)
+        if local is None:
+            return None
         local.ensure_running()
         url = local.ensure_database(PREFECT_DATABASE_NAME)
-        database = url.replace("postgresql://", "postgresql+asyncpg://", 1)
+        return url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
     return EmbeddedPrefectServer(settings.resolved_data_dir() / "prefect", database)
 
 
 def embedded_postgres(settings: Settings) -> LocalPostgres | None:
     """The embedded PostgreSQL, when dmflow uses it (not started here)."""
-    if not uses_embedded_database(settings):
-        return None
-    return LocalPostgres(embedded_database_dir(settings), bin_dir=settings.postgres_bin_dir)
+    return _local_postgres(settings) if uses_embedded_database(settings) else None
 
 
 def uses_embedded_database(settings: Settings) -> bool:

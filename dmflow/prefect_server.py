@@ -10,22 +10,21 @@ through `server.json`. Nothing here imports Prefect: it is run as a program.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from dmflow.driver import process_exists
 from dmflow.errors import ConfigurationError
+from dmflow.local_services import file_lock, free_port, port_is_free
 
 STARTUP_TIMEOUT_S = 180.0
 
@@ -46,12 +45,6 @@ class ServerState:
         return f"http://127.0.0.1:{self.port}"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _healthy(api_url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
@@ -64,8 +57,9 @@ def _healthy(api_url: str) -> bool:
 class EmbeddedPrefectServer:
     root: Path
     """`<data dir>/prefect`: state file, log and the server's PREFECT_HOME."""
-    database_url: str | None = None
-    """`postgresql+asyncpg://...` for a database of its own; None: SQLite under `root`."""
+    database_url: Callable[[], str | None] = lambda: None
+    """Asked only when the server starts: `postgresql+asyncpg://...` for a database of its
+    own, or None for SQLite under `root`."""
 
     @property
     def state_file(self) -> Path:
@@ -85,11 +79,13 @@ class EmbeddedPrefectServer:
             return None
         return state
 
-    def ensure_running(self) -> ServerState:
+    def ensure_running(self, on_start: Callable[[], None] = lambda: None) -> ServerState:
+        """The running server, started first (after `on_start`) if there is none."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._lock():
             state = self.running()
             if state is None:
+                on_start()
                 state = self._start()
         return state
 
@@ -109,7 +105,7 @@ class EmbeddedPrefectServer:
         return state  # the state file stays: the next start reuses its port
 
     def _start(self) -> ServerState:
-        port = self._previous_port() or _free_port()
+        port = self._previous_port() or free_port()
         home = self.root / "home"
         home.mkdir(exist_ok=True, mode=0o700)
         env = {
@@ -118,8 +114,9 @@ class EmbeddedPrefectServer:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         }
-        if self.database_url:
-            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
+        database = self.database_url()
+        if database:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
         else:
             env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
         argv = [sys.executable, "-m", "prefect", "server", "start"]
@@ -134,7 +131,7 @@ class EmbeddedPrefectServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C never reaches it
             )
-        state = ServerState(process.pid, port, "postgresql" if self.database_url else "sqlite")
+        state = ServerState(process.pid, port, "postgresql" if database else "sqlite")
         self._wait_until_healthy(process, state)
         self.state_file.write_text(json.dumps(state.__dict__))
         os.chmod(self.state_file, 0o600)
@@ -146,12 +143,7 @@ class EmbeddedPrefectServer:
             port = int(json.loads(self.state_file.read_text())["port"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return None
-        return port
+        return port if port_is_free(port) else None
 
     def _wait_until_healthy(self, process: subprocess.Popen[bytes], state: ServerState) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -165,13 +157,7 @@ class EmbeddedPrefectServer:
                 )
             time.sleep(0.25)
 
-    @contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self) -> AbstractContextManager[None]:
         lock = self.root / "lock"
-        with lock.open("a") as handle:
-            os.chmod(lock, 0o600)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        lock.touch(mode=0o600, exist_ok=True)
+        return file_lock(lock)

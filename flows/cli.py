@@ -232,10 +232,9 @@ def _prefect_ui() -> str:
     if not api:
         from dmflow.database import embedded_prefect_server
 
+        starting = "starting the embedded Prefect server (once; later commands reuse it)"
         server = embedded_prefect_server(resources.settings())
-        if server.running() is None:
-            err.print("starting the embedded Prefect server (once; later commands reuse it)")
-        api = server.ensure_running().api_url
+        api = server.ensure_running(on_start=lambda: err.print(starting)).api_url
         os.environ["PREFECT_API_URL"] = api
     return api.rstrip("/").removesuffix("/api")
 
@@ -478,10 +477,7 @@ def demo() -> None:
         )
     else:
         out.print(f"using the sample dataset at {dataset}")
-    out.print(
-        "running a training run: local questions, local Deep Memory adapter "
-        "(the first one starts the embedded Prefect server: ~20 s)"
-    )
+    out.print("running a training run: local questions, local Deep Memory adapter")
     finished = _run_flow(str(dataset), RunParams())
     _print_outcome(finished)
     if finished.status is not RunStatus.COMPLETED:
@@ -495,8 +491,7 @@ app.add_typer(server_app, name="server")
 @server_app.command("status")
 def server_status() -> None:
     """Show the embedded PostgreSQL and Prefect server of the data directory."""
-    from dmflow.database import embedded_postgres
-    from dmflow.prefect_server import EmbeddedPrefectServer
+    from dmflow.database import embedded_postgres, embedded_prefect_server
 
     settings = resources.settings()
     postgres = embedded_postgres(settings)
@@ -506,7 +501,7 @@ def server_status() -> None:
         running = postgres.is_running()
         where = f"127.0.0.1:{postgres.port_file.read_text().strip()}" if running else "stopped"
         out.print(f"postgres  {where}  {postgres.root}", highlight=False)
-    prefect = EmbeddedPrefectServer(settings.resolved_data_dir() / "prefect").running()
+    prefect = embedded_prefect_server(settings).running()
     if prefect is None:
         out.print("prefect   stopped (the next run, recover or demo starts it)")
     else:
@@ -519,11 +514,10 @@ def server_status() -> None:
 @server_app.command("stop")
 def server_stop() -> None:
     """Stop the embedded Prefect server and PostgreSQL of the data directory."""
-    from dmflow.database import embedded_postgres
-    from dmflow.prefect_server import EmbeddedPrefectServer
+    from dmflow.database import embedded_postgres, embedded_prefect_server
 
     settings = resources.settings()
-    stopped = EmbeddedPrefectServer(settings.resolved_data_dir() / "prefect").stop()
+    stopped = embedded_prefect_server(settings).stop()
     out.print("prefect   stopped" if stopped else "prefect   was not running")
     postgres = embedded_postgres(settings)
     if postgres is not None and postgres.is_running():

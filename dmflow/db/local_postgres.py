@@ -7,18 +7,16 @@ command runs through `runuser`.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import pwd
 import shutil
-import socket
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dmflow.errors import DatabaseUnavailable
+from dmflow.local_services import file_lock, free_port, port_is_free
 
 DATABASE_NAME = "dmflow"
 _SERVER_USER = "postgres"
@@ -52,21 +50,6 @@ def find_postgres_bin_dir(explicit: Path | None = None) -> Path:
         "set DMFLOW_POSTGRES_BIN_DIR to their directory, or point DMFLOW_DATABASE_URL "
         "at a PostgreSQL or Supabase database"
     )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 @dataclass
@@ -142,14 +125,8 @@ class LocalPostgres:
 
     # -- internals ---------------------------------------------------------
 
-    @contextmanager
-    def _lock(self) -> Iterator[None]:
-        with (self.root / "lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _lock(self) -> AbstractContextManager[None]:
+        return file_lock(self.root / "lock")
 
     def _as_server_user(self) -> bool:
         return os.geteuid() == 0
@@ -218,9 +195,9 @@ class LocalPostgres:
         port = None
         if self.port_file.is_file():
             port = int(self.port_file.read_text().strip())
-            if not _port_is_free(port):
+            if not port_is_free(port):
                 port = None
-        port = port or _free_port()
+        port = port or free_port()
         self.port_file.write_text(f"{port}\n")
         if self._as_server_user() and not self.log_file.exists():
             self.log_file.touch()
