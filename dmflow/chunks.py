@@ -104,15 +104,17 @@ class DeepLakeChunkSource:
             raise ChunkSourceError(f"no DeepLake dataset at {path}{where}")
         return dataset
 
-    def _window_ids(self, start: int, stop: int) -> list[str]:
-        return [_as_str(v) for v in self._dataset.id[start:stop].numpy(aslist=True)]
+    def _id_windows(self, size: int) -> Iterator[tuple[int, list[str]]]:
+        """(first row, ids) of each window of `size` rows, in dataset order."""
+        for start in range(0, self._total, size):
+            stop = min(start + size, self._total)
+            yield start, [_as_str(v) for v in self._dataset.id[start:stop].numpy(aslist=True)]
 
     def _check_ids(self) -> None:
         if self._total == 0:
             raise ChunkSourceError(f"dataset {self.path} is empty: there are no chunks to train on")
         hashes = np.empty(self._total, dtype=np.uint64)
-        for start in range(0, self._total, ID_CHECK_WINDOW):
-            ids = self._window_ids(start, min(self._total, start + ID_CHECK_WINDOW))
+        for start, ids in self._id_windows(ID_CHECK_WINDOW):
             blank = [n for n, value in enumerate(ids) if not value.strip()]
             if blank:
                 raise ChunkSourceError(
@@ -129,8 +131,8 @@ class DeepLakeChunkSource:
         """A second pass names the ids behind repeated hashes (almost surely repeated ids)."""
         seen: set[str] = set()
         duplicates: list[str] = []
-        for start in range(0, self._total, ID_CHECK_WINDOW):
-            for value in self._window_ids(start, min(self._total, start + ID_CHECK_WINDOW)):
+        for _, ids in self._id_windows(ID_CHECK_WINDOW):
+            for value in ids:
                 if _id_hash(value) in suspects:
                     if value in seen:
                         duplicates.append(value)
@@ -150,13 +152,11 @@ class DeepLakeChunkSource:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         pending: list[Chunk] = []
-        for start in range(0, self._total, self._window):
-            stop = min(start + self._window, self._total)
-            ids = self._window_ids(start, stop)
+        for start, ids in self._id_windows(self._window):
             wanted = [n for n, chunk_id in enumerate(ids) if chunk_id not in skip]
             if not wanted:
                 continue  # a window already done: its texts are never read
-            texts = self._dataset.text[start:stop].numpy(aslist=True)
+            texts = self._dataset.text[start : start + len(ids)].numpy(aslist=True)
             pending.extend(Chunk(ids[n], _as_str(texts[n])) for n in wanted)
             while len(pending) >= batch_size:
                 yield pending[:batch_size]
