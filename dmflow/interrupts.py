@@ -29,8 +29,3 @@ def note(signum: int) -> None:
 def received() -> str | None:
     """How this process was interrupted, if it was."""
     return _received
-
-
-def clear() -> None:
-    global _received
-    _received = None

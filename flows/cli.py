@@ -287,6 +287,8 @@ def _run_interruptibly(call: Any, interrupted_run: Callable[[], TrainingRun | No
     except (KeyboardInterrupt, TerminationSignal, asyncio.CancelledError) as exc:
         if isinstance(exc, TerminationSignal):
             interrupts.note(exc.signal)
+        if interrupts.received() is None:
+            raise  # not a signal of ours: nothing to word
         result = None
     finally:
         prefect_engine._prefect_sigterm_handler = prefect_handler

@@ -35,7 +35,7 @@ async def preflight(dataset: str, params: RunParams) -> RunParams:
 
 
 # The parameters are RunParams' fields, spelled out so that the Prefect UI's form and
-# `prefect deployment run --param max_pairs=...` see each one; tests/test_contract.py
+# `prefect deployment run --param max_pairs=...` see each one; test_run_params_contract.py
 # fails when the two differ.
 @flow(
     name="training-run",
