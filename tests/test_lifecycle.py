@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import threading
 import uuid
 
 import pytest
@@ -12,6 +11,7 @@ from dmflow.errors import ConcurrentUpdate, InvalidTransition, RunNotFound
 from dmflow.models import TrainingRun
 from dmflow.status import ALLOWED_TRANSITIONS, Phase, RunStatus
 from dmflow.store.postgres import PostgresRunStore
+from tests.fixtures.concurrency import at_once
 from tests.fixtures.postgres import Database
 
 ALL_PAIRS = list(itertools.product(RunStatus, RunStatus))
@@ -105,21 +105,9 @@ def test_concurrent_transitions_exactly_one_wins(db: Database, round_: int) -> N
     try:
         run = stores[0].create_run(f"ds-{round_}")
         failed = stores[0].transition(run, RunStatus.GENERATING_FAILED, error_message="x")
-        barrier = threading.Barrier(2)
-        outcomes: list[object] = []
-
-        def recover(store: PostgresRunStore) -> None:
-            barrier.wait()
-            try:
-                outcomes.append(store.transition(failed, RunStatus.GENERATING))
-            except ConcurrentUpdate as exc:
-                outcomes.append(exc)
-
-        threads = [threading.Thread(target=recover, args=(s,)) for s in stores]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        outcomes = at_once(
+            *[lambda s=s: s.transition(failed, RunStatus.GENERATING) for s in stores]
+        )
 
         winners = [o for o in outcomes if isinstance(o, TrainingRun)]
         losers = [o for o in outcomes if isinstance(o, ConcurrentUpdate)]

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from dmflow import lifecycle
-from dmflow.errors import ConcurrentUpdate
 from dmflow.lifecycle import SweepAction
 from dmflow.models import TrainingRun
 from dmflow.settings import Settings
 from dmflow.status import Phase, RunStatus
 from dmflow.store.postgres import PostgresRunStore
+from tests.fixtures.concurrency import at_once
 from tests.fixtures.postgres import Database
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -102,21 +101,7 @@ def test_reopen_leaves_other_runs_alone(
 
 def test_two_reopens_one_wins(db: Database, store: PostgresRunStore) -> None:
     run = run_in(db, store, RunStatus.GENERATING_FAILED)
-    barrier = threading.Barrier(2)
-    outcomes: list[object] = []
-
-    def reopen() -> None:
-        barrier.wait()
-        try:
-            outcomes.append(lifecycle.reopen_failed_phase(store, run))
-        except ConcurrentUpdate as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=reopen) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = at_once(*[lambda: lifecycle.reopen_failed_phase(store, run)] * 2)
     assert sorted(type(o).__name__ for o in outcomes) == ["ConcurrentUpdate", "TrainingRun"]
     assert store.get_run(run.id).attempt == 1
 

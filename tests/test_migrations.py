@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 import psycopg
 import pytest
 
 from dmflow.db.migrations import apply_migrations, discover
+from tests.fixtures.concurrency import at_once
 from tests.fixtures.postgres import Database
 
 BASELINE, PHASE_STATUSES, LIFECYCLE, DRIVER_LEASE = (m.version for m in discover())
@@ -184,21 +184,8 @@ def test_migrations_apply_to_plain_postgres_without_supabase(plain_db: Database)
 
 
 def test_concurrent_migrate_applies_each_version_once(supabase_like_db: Database) -> None:
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(3)
-
-    def migrate() -> None:
-        barrier.wait()
-        try:
-            apply_migrations(supabase_like_db.url)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=migrate) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = at_once(*[lambda: apply_migrations(supabase_like_db.url)] * 3)
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
     assert errors == []
     assert supabase_like_db.execute(
         "select count(*) from supabase_migrations.schema_migrations"

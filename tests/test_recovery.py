@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
 
 import pytest
@@ -17,6 +16,7 @@ from dmflow.store.postgres import PostgresRunStore
 from flows.generation import generate_training_data
 from flows.recovery import recover_failed_runs, recover_training_run
 from tests.fixtures.cli import CliRunner, clean_env
+from tests.fixtures.concurrency import at_once
 from tests.fixtures.postgres import Database
 
 
@@ -112,21 +112,7 @@ def test_two_recoveries_at_once_exactly_one_proceeds(
 ) -> None:
     failed = half_generated_then_failed(store, sample_dataset)
 
-    barrier = threading.Barrier(2)
-    outcomes: list[object] = []
-
-    def recover() -> None:
-        barrier.wait()
-        try:
-            outcomes.append(asyncio.run(recover_training_run(failed.id)))
-        except Exception as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=recover) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
+    outcomes = at_once(*[lambda: asyncio.run(recover_training_run(failed.id))] * 2, timeout=300)
     # One recovery proceeds. The other is refused (it lost the compare-and-set, or found
     # the run alive) or, if it came late, finds nothing left to do: never a second run.
     proceeded = [o for o in outcomes if isinstance(o, Recovery) and o.recovered]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 import psycopg
@@ -13,6 +12,7 @@ from dmflow.errors import ConcurrentUpdate, RunBlocked, RunNotDeletable, RunNotF
 from dmflow.models import ChunkResult
 from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
+from tests.fixtures.concurrency import at_once
 from tests.fixtures.postgres import Database
 
 
@@ -81,21 +81,7 @@ def test_only_completed_runs_do_not_block(db: Database, store: PostgresRunStore)
 
 def test_concurrent_creates_one_wins(db: Database) -> None:
     stores = [PostgresRunStore(db.url) for _ in range(4)]
-    barrier = threading.Barrier(len(stores))
-    outcomes: list[object] = []
-
-    def create(store: PostgresRunStore) -> None:
-        barrier.wait()
-        try:
-            outcomes.append(store.create_run("race-ds"))
-        except RunBlocked as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=create, args=(s,)) for s in stores]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = at_once(*[lambda s=s: s.create_run("race-ds") for s in stores])
     for store in stores:
         store.close()
     blocked = [o for o in outcomes if isinstance(o, RunBlocked)]
