@@ -1,8 +1,9 @@
 """Phase 1: `generate_training_data(run_id)` - questions for every chunk, resumable.
 
 The chunk ledger is the source of truth for what is done: a resumed run skips
-every chunk already recorded, and each batch is recorded in one transaction,
-so a run killed at any moment loses at most the batches in flight.
+every chunk already recorded. Chunks are recorded as they finish, every 16 chunks
+or second (`flows/recording.py`), each record one transaction, so a run killed at
+any moment loses at most the requests in flight and the last second's answers.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from dmflow.store.base import RunStore, fenced_run
 from flows.events import flow_store
 from flows.heartbeat import heartbeat
 from flows.hooks import phase_failure_hook
+from flows.recording import Recorder
 from flows.window import Window
-from tasks.generation import generate_questions, record_batch
-from tasks.lineage import forget_results
+from tasks.generation import generate_questions
 
 PROGRESS_EVERY_S = 1.0
 
@@ -130,7 +131,7 @@ async def _generate(run: TrainingRun, store: RunStore, settings: Settings) -> Tr
             batches,
             generator,
             params,
-            Window(batches_in_flight(params, settings)),
+            Window[None](batches_in_flight(params, settings)),
             progress,
         )
     return await _finish(run, store, params, progress)
@@ -151,46 +152,29 @@ async def _record_all(
     batches: Iterator[list[Chunk]],
     generator: QuestionGenerator,
     params: RunParams,
-    window: Window[TrainingRun],
+    window: Window[None],
     progress: Progress,
 ) -> TrainingRun:
-    """Generate and record every batch, a bounded window of them in flight; return the
-    run as the last recorded batch left it."""
-    latest, index = run, 0
+    """Generate every batch, a bounded window of them in flight, while a recorder records
+    their chunks as they finish; return the run as the last record left it."""
+    recorder = Recorder(store, run, params.max_pairs, progress.update)
+    recorder.start()
+    index = 0
     try:
-        while latest.pair_count < params.max_pairs:
+        while recorder.latest.pair_count < params.max_pairs:
             chunks = await asyncio.to_thread(next, batches, None)
             if chunks is None:
                 break
             index += 1
-            step = _generate_and_record(
-                generator, store, run, chunks, params.max_pairs, f"{index}-{chunks[0].id}"
-            )
-            latest = _newest(latest, await window.add(step))
-            await progress.update(latest)
-        return _newest(latest, await window.drain())
+            label = f"{index}-{chunks[0].id}"
+            await window.add(generate_questions(generator, chunks, recorder.harvest, label))
+            recorder.check()
+        await window.drain()
     except BaseException:
         await window.cancel()
+        await recorder.close(failed=True)
         raise
-
-
-async def _generate_and_record(
-    generator: QuestionGenerator,
-    store: RunStore,
-    run: TrainingRun,
-    chunks: list[Chunk],
-    max_pairs: int,
-    label: str,
-) -> TrainingRun:
-    batch = await generate_questions(generator, chunks, label)
-    recorded = await record_batch(store, run, batch, max_pairs, label)
-    forget_results(batch, recorded)
-    return recorded
-
-
-def _newest(latest: TrainingRun, recorded: list[TrainingRun]) -> TrainingRun:
-    """Batches finish in any order; the counters only grow."""
-    return max([latest, *recorded], key=lambda r: (r.processed_chunks, r.pair_count))
+    return await recorder.close(failed=False)
 
 
 async def _finish(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from uuid import UUID
 
 from prefect.runtime import flow_run as current_flow_run
 
+from dmflow.driver import Driver
 from dmflow.models import TrainingRun
-from dmflow.status import Phase
+from dmflow.status import Phase, RunStatus
+from flows.events import flow_store
 from flows.generation import generate_training_data
 from flows.training import train_deep_memory
 
@@ -21,6 +24,10 @@ async def run_phases(
     training subflow does not repeat it.
     """
     driver = current_flow_run_id()
+    if run.status is RunStatus.GENERATING:
+        # Take the lease now, not when the subflow starts: a kill -9 in between would
+        # leave a run no process claims, dead only once its heartbeat goes stale.
+        run = await asyncio.to_thread(flow_store().claim, run, *Driver.current().as_lease())
     for phase in phases:
         if phase is Phase.GENERATION:
             run = await generate_training_data(run.id, attempt=run.attempt, driver=driver)

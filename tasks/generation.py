@@ -1,6 +1,6 @@
-"""Generation's two steps per batch of chunks (never per chunk): ask the generator, then
-record what it made. The record step retries on a database blip with the questions it
-was given, so a retry never pays for the LLM requests again."""
+"""Generation's two steps: ask the generator for a batch of chunks, and record what the
+batches in flight have finished. The record step retries on a database blip with the
+questions it was given, so a retry never pays for the LLM requests again."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from dmflow.chunks import Chunk
 from dmflow.errors import DatabaseUnavailable
 from dmflow.generation.base import GeneratedBatch, QuestionGenerator
+from dmflow.generation.harvest import Harvest
 from dmflow.models import TrainingRun
 from dmflow.store.base import RunStore
 
@@ -25,10 +26,12 @@ def _database_blip(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(name="generate-questions", task_run_name="generate-{label}", cache_policy=NO_CACHE)
 async def generate_questions(
-    generator: QuestionGenerator, chunks: list[Chunk], label: str
-) -> GeneratedBatch:
-    """Questions for each chunk of the batch, or the reason it was skipped."""
-    return await generator.generate(chunks)
+    generator: QuestionGenerator, chunks: list[Chunk], harvest: Harvest, label: str
+) -> None:
+    """Questions for each chunk of the batch, or the reason it was skipped, put in the
+    harvest chunk by chunk as they finish (nothing is returned: a result would be kept
+    by Prefect for as long as the flow run lasts)."""
+    await generator.generate(chunks, harvest)
 
 
 @task(

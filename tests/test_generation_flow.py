@@ -135,6 +135,39 @@ def test_a_bad_key_marks_the_run_generating_failed(
     assert "GenerationFailed" in failed.error_message and "API key" in failed.error_message
 
 
+def test_a_fatal_error_still_records_what_the_batches_in_flight_finished(
+    env: dict[str, str],
+    store: PostgresRunStore,
+    db: Database,
+    sample_dataset: str,
+    sample_texts: dict[str, str],
+    llm_server: LLMServer,
+) -> None:
+    # One chunk's request is refused (401) only after every other chunk has been answered,
+    # while the 15 others of its batch wait to be recorded with it.
+    poison_id, poison = list(sample_texts.items())[20]
+
+    def refused_late(text: str, attempt: int) -> scripts.Reply:
+        if text == poison:
+            reply = scripts.unauthorized(text, attempt)
+            reply.delay_s = 4.0
+            return reply
+        return scripts.valid_json(text, attempt)
+
+    llm_server.script = refused_late
+    run = store.create_run(sample_dataset, params={"generator": "openai", "batch_size": 16})
+    with pytest.raises(Exception, match="DMFLOW_LLM_API_KEY"):
+        asyncio.run(generate_training_data(run.id))
+
+    failed = store.get_run(run.id)
+    assert failed.status is RunStatus.GENERATING_FAILED
+    assert store.recorded_chunk_ids(run.id) == set(sample_texts) - {poison_id}
+    assert failed.processed_chunks == len(sample_texts) - 1
+    assert ledger_stats(db, run.id) == (len(sample_texts) - 1, len(sample_texts) - 1, 0)
+    # Every request the endpoint received is counted, the refused one too.
+    assert failed.usage["requests"] == llm_server.total_requests == len(sample_texts)
+
+
 def test_a_missing_dataset_marks_the_run_generating_failed(
     env: dict[str, str], store: PostgresRunStore, tmp_path: Path
 ) -> None:

@@ -25,15 +25,18 @@ from prefect.client.schemas.objects import StateType
 from dmflow.models import TrainingRun
 from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
+from flows.recording import RECORD_EVERY_CHUNKS
 from flows.recovery import recover_failed_runs
 from tests.fixtures.activeloop_server import CORPUS, ActiveloopServer, JobScript
 from tests.fixtures.cli import clean_env
 from tests.fixtures.llm_server import LLMServer
 from tests.fixtures.postgres import Database
-from tests.fixtures.processes import signal_and_wait, start_worker, wait_until
+from tests.fixtures.processes import processes_in_session, signal_and_wait, start_worker, wait_until
 from tests.test_recovery import duplicate_pairs
 
 BIN = Path(sys.executable).parent
+IN_FLIGHT = 4
+"""Requests in flight at once (the LLM concurrency of `slow_llm`)."""
 
 
 def start_parent_flow(env: dict[str, str], **parameters: object) -> subprocess.Popen[bytes]:
@@ -71,7 +74,7 @@ def slow_llm(
     values = {
         "DMFLOW_LLM_BASE_URL": llm_server.url,
         "DMFLOW_LLM_API_KEY": "test-key",
-        "DMFLOW_LLM_CONCURRENCY": "4",
+        "DMFLOW_LLM_CONCURRENCY": str(IN_FLIGHT),
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
@@ -150,7 +153,7 @@ def test_sigkill_mid_generation_is_known_dead_at_once_and_recovers_without_repea
         if llm_server.requests_for(text) > requested_before[chunk] and requested_before[chunk]
     }
     assert again.isdisjoint(recorded_before)
-    assert len(again) <= 2 * 16
+    assert len(again) <= IN_FLIGHT + RECORD_EVERY_CHUNKS
 
 
 @pytest.mark.parametrize(
@@ -185,6 +188,7 @@ def test_dmflow_run_interrupted_exits_quickly_and_says_how_to_resume(
     finally:
         if command.poll() is None:
             os.killpg(command.pid, signal.SIGKILL)
+    assert processes_in_session(command.pid) == []
     run = the_run(store, sample_dataset)
     assert run is not None
     assert command.returncode == 130, stderr
@@ -207,3 +211,98 @@ def test_dmflow_run_interrupted_exits_quickly_and_says_how_to_resume(
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert store.get_run(run.id).status is RunStatus.COMPLETED
+
+
+def start_dmflow(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """`dmflow ARGS` as a terminal's foreground job: a process group of its own."""
+    return subprocess.Popen(
+        [str(BIN / "dmflow"), *args],
+        env=clean_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill_9_once(command: subprocess.Popen[str], condition: Callable[[], bool], what: str) -> None:
+    """SIGKILL to the whole process group once `condition` holds: nothing gets to run."""
+    try:
+        wait_until(command, condition, what)
+    finally:
+        os.killpg(command.pid, signal.SIGKILL)
+        command.communicate(timeout=30)
+    assert processes_in_session(command.pid) == []
+
+
+def dmflow_recover(env: dict[str, str], run_id: UUID) -> subprocess.CompletedProcess[str]:
+    recovered = subprocess.run(
+        [str(BIN / "dmflow"), "recover", str(run_id)],
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,
+    )
+    assert recovered.returncode == 0, recovered.stderr[-2000:]
+    assert "Traceback" not in recovered.stderr
+    return recovered
+
+
+@pytest.mark.parametrize("when", ["at-start", "mid-generation"])
+def test_dmflow_run_killed_then_dmflow_recover_completes_and_redoes_only_what_was_in_flight(
+    slow_llm: dict[str, str],
+    store: PostgresRunStore,
+    db: Database,
+    sample_dataset: str,
+    sample_texts: dict[str, str],
+    llm_server: LLMServer,
+    when: str,
+) -> None:
+    command = start_dmflow(slow_llm, "run", sample_dataset, "--generator", "openai")
+    at_least = 0 if when == "at-start" else len(sample_texts) // 2
+
+    def reached() -> bool:
+        run = the_run(store, sample_dataset)
+        return run is not None and run.processed_chunks >= at_least
+
+    kill_9_once(command, reached, when)
+    killed = the_run(store, sample_dataset)
+    assert killed is not None and killed.status is RunStatus.GENERATING
+    received_at_kill = llm_server.total_requests
+    # Usage is recorded with the chunks: what the endpoint received and no record counts
+    # is at most what was sent since the last record.
+    assert (
+        0 <= received_at_kill - killed.usage.get("requests", 0) <= (IN_FLIGHT + RECORD_EVERY_CHUNKS)
+    )
+
+    # The lease names a process gone from this host: no Prefect command, no waiting.
+    dmflow_recover(slow_llm, killed.id)
+
+    done = store.get_run(killed.id)
+    assert done.status is RunStatus.COMPLETED, done.error_message
+    assert done.processed_chunks == len(sample_texts)
+    assert duplicate_pairs(db) == 0
+    answered_twice = [t for t in sample_texts.values() if llm_server.requests_for(t) > 1]
+    assert len(answered_twice) <= IN_FLIGHT + RECORD_EVERY_CHUNKS
+    assert done.usage["requests"] == llm_server.total_requests - (
+        received_at_kill - killed.usage.get("requests", 0)
+    )
+
+
+def test_dmflow_run_killed_while_training_then_dmflow_recover_completes(
+    managed_env: dict[str, str], activeloop_server: ActiveloopServer, store: PostgresRunStore
+) -> None:
+    activeloop_server.script = JobScript(outcome="training")
+    command = start_dmflow(managed_env, "run", CORPUS, "--trainer", "managed", "--max-pairs", "300")
+    kill_9_once(command, lambda: activeloop_server.count("status") >= 2, "the job was polled")
+    killed = the_run(store, CORPUS)
+    assert killed is not None and killed.status is RunStatus.TRAINING
+    assert killed.deeplake_job_id in activeloop_server.jobs
+    activeloop_server.jobs[killed.deeplake_job_id].script = JobScript(outcome="completed")
+
+    dmflow_recover(managed_env, killed.id)
+
+    done = store.get_run(killed.id)
+    assert done.status is RunStatus.COMPLETED, done.error_message
+    assert done.pair_count == killed.pair_count

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dmflow.chunks import Chunk
 from dmflow.errors import DmflowError
 from dmflow.models import ChunkResult
+
+if TYPE_CHECKING:
+    from dmflow.generation.harvest import Harvest
 
 
 class GenerationFailed(DmflowError):
@@ -26,7 +29,11 @@ class GeneratedBatch:
 class QuestionGenerator(Protocol):
     name: str
 
-    async def generate(self, chunks: Sequence[Chunk]) -> GeneratedBatch:
+    async def generate(
+        self, chunks: Sequence[Chunk], harvest: Harvest | None = None
+    ) -> GeneratedBatch:
         """Questions for each chunk. A chunk whose output stays unusable is skipped with
-        its reason; `GenerationFailed` only for failures of the whole run."""
+        its reason; `GenerationFailed` only for failures of the whole run. With a
+        `harvest`, each chunk's result goes there as soon as it is done and each request
+        is counted there as soon as it is sent, whatever happens to the batch after."""
         ...

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dmflow.chunks import Chunk
 from dmflow.generation.base import GeneratedBatch
 from dmflow.generation.cleaning import clean_questions
+from dmflow.generation.harvest import Harvest
 from dmflow.models import ChunkResult
 
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?")
@@ -97,13 +98,20 @@ class LocalQuestionGenerator:
     def __init__(self, questions_per_chunk: int = 4) -> None:
         self.questions_per_chunk = questions_per_chunk
 
-    async def generate(self, chunks: Sequence[Chunk]) -> GeneratedBatch:
+    async def generate(
+        self, chunks: Sequence[Chunk], harvest: Harvest | None = None
+    ) -> GeneratedBatch:
         results = []
         for chunk in chunks:
             questions = questions_for(chunk, self.questions_per_chunk)
-            results.append(
+            result = (
                 ChunkResult.done(chunk.id, questions, chunk.text)
                 if questions
                 else ChunkResult.skipped(chunk.id, "no usable questions: too little text")
             )
+            results.append(result)
+            if harvest is not None:
+                harvest.add(result)
+        if harvest is not None:
+            harvest.count("chunks", len(chunks))
         return GeneratedBatch(results=results, usage={"chunks": len(chunks)})

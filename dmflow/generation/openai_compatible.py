@@ -12,7 +12,7 @@ import asyncio
 import email.utils
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from dmflow.chunks import Chunk
 from dmflow.generation.base import GeneratedBatch, GenerationFailed
 from dmflow.generation.cleaning import clean_questions, parse_question_list
+from dmflow.generation.harvest import Harvest
 from dmflow.generation.ratelimit import RateLimiter
 from dmflow.models import ChunkResult
 
@@ -102,11 +103,12 @@ class OpenAIQuestionGenerator:
         )
         self._slots = asyncio.Semaphore(config.concurrency)
         self._limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
-        self._usage: dict[str, float] = {}
 
-    async def generate(self, chunks: Sequence[Chunk]) -> GeneratedBatch:
-        usage: dict[str, float] = {}
-        outcomes = await asyncio.gather(*(self._one(chunk, usage) for chunk in chunks))
+    async def generate(
+        self, chunks: Sequence[Chunk], harvest: Harvest | None = None
+    ) -> GeneratedBatch:
+        tally = _Tally(harvest)
+        outcomes = await _all_or_none(self._one(chunk, tally) for chunk in chunks)
         failed = [o for o in outcomes if o.request_failed]
         if failed and len(failed) == len(outcomes):
             raise GenerationFailed(
@@ -114,9 +116,14 @@ class OpenAIQuestionGenerator:
                 f"{failed[-1].result.reason}. Check the endpoint (DMFLOW_LLM_BASE_URL) and its "
                 "limits, then recover the run"
             )
-        return GeneratedBatch(results=[o.result for o in outcomes], usage=usage)
+        return GeneratedBatch(results=[o.result for o in outcomes], usage=tally.usage)
 
-    async def _one(self, chunk: Chunk, usage: dict[str, float]) -> _Outcome:
+    async def _one(self, chunk: Chunk, usage: _Tally) -> _Outcome:
+        outcome = await self._answer(chunk, usage)
+        usage.done(outcome.result)
+        return outcome
+
+    async def _answer(self, chunk: Chunk, usage: _Tally) -> _Outcome:
         config = self.config
         passage = chunk.text[:MAX_PASSAGE_CHARS]
         messages = [
@@ -133,7 +140,7 @@ class OpenAIQuestionGenerator:
                 last_problem = str(problem)
                 if attempt + 1 < config.max_attempts:
                     await asyncio.sleep(self._delay(attempt, problem.retry_after))
-                    _add(usage, "retries", 1)
+                    usage.add("retries", 1)
                 continue
             except openai.BadRequestError as exc:
                 # Refused for this chunk only (too long for the context, say): no retry helps.
@@ -144,7 +151,7 @@ class OpenAIQuestionGenerator:
                 return _Outcome(ChunkResult.done(chunk.id, questions, chunk.text))
             last_problem = "malformed output" if raw is None else "no usable questions in output"
             if attempt + 1 < config.max_attempts:
-                _add(usage, "retries", 1)
+                usage.add("retries", 1)
                 continue
             return _Outcome(
                 ChunkResult.skipped(chunk.id, f"{last_problem} after {config.max_attempts} tries")
@@ -157,11 +164,11 @@ class OpenAIQuestionGenerator:
         )
 
     async def _request(
-        self, messages: list[dict[str, str]], estimated_tokens: int, usage: dict[str, float]
+        self, messages: list[dict[str, str]], estimated_tokens: int, usage: _Tally
     ) -> str | None:
         async with self._slots:
             await self._limiter.acquire(estimated_tokens)
-            _add(usage, "requests", 1)
+            usage.add("requests", 1)
             try:
                 # The raw reply: the SDK still raises its typed errors, but skips building
                 # a ChatCompletion model, about a tenth of its CPU per request here.
@@ -182,7 +189,7 @@ class OpenAIQuestionGenerator:
                     "DMFLOW_LLM_MODEL and DMFLOW_LLM_BASE_URL"
                 ) from None
             except openai.RateLimitError as exc:
-                _add(usage, "rate_limited", 1)
+                usage.add("rate_limited", 1)
                 raise _Transient(
                     f"429 rate limited: {_brief(exc)}", _retry_after(exc.response)
                 ) from None
@@ -207,10 +214,9 @@ class OpenAIQuestionGenerator:
         if reported:
             prompt = int(reported.get("prompt_tokens") or 0)
             completion = int(reported.get("completion_tokens") or 0)
-            _add(usage, "prompt_tokens", prompt)
-            _add(usage, "completion_tokens", completion)
-            _add(
-                usage,
+            usage.add("prompt_tokens", prompt)
+            usage.add("completion_tokens", completion)
+            usage.add(
                 "cost_usd",
                 prompt / 1000 * self.config.cost_per_1k_prompt_tokens
                 + completion / 1000 * self.config.cost_per_1k_completion_tokens,
@@ -224,8 +230,33 @@ class OpenAIQuestionGenerator:
         return backoff * (0.5 + random.random() / 2)  # jitter spreads a burst of retries
 
 
-def _add(usage: dict[str, float], key: str, amount: float) -> None:
-    usage[key] = usage.get(key, 0) + amount
+class _Tally:
+    """A batch's usage, and its finished chunks, mirrored into the phase's harvest the
+    moment they happen (a request is counted when sent, whether or not it is answered)."""
+
+    def __init__(self, harvest: Harvest | None) -> None:
+        self.usage: dict[str, float] = {}
+        self._harvest = harvest
+
+    def add(self, key: str, amount: float) -> None:
+        self.usage[key] = self.usage.get(key, 0) + amount
+        if self._harvest is not None:
+            self._harvest.count(key, amount)
+
+    def done(self, result: ChunkResult) -> None:
+        if self._harvest is not None:
+            self._harvest.add(result)
+
+
+async def _all_or_none(work: Iterable[Coroutine[Any, Any, _Outcome]]) -> list[_Outcome]:
+    """Every chunk's outcome, in order. When one fails the batch (a refused key, say), the
+    others are cancelled rather than left sending requests for a batch already lost."""
+    tasks = [asyncio.ensure_future(one) for one in work]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _brief(exc: Exception) -> str:

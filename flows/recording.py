@@ -1,0 +1,106 @@
+"""Record what generation finished while it goes on, not batch by batch.
+
+One recorder per phase takes the harvest every `RECORD_EVERY_CHUNKS` finished chunks or
+every `RECORD_EVERY_S` seconds, whichever comes first, and records it as one `record`
+task. A kill -9 then loses at most the requests in flight and what was harvested since
+the last record. When the phase fails (an error, a signal), `close` still records what
+every batch in flight finished, and the usage of every request they sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from prefect import get_run_logger
+
+from dmflow.generation.base import GeneratedBatch
+from dmflow.generation.harvest import Harvest
+from dmflow.models import TrainingRun
+from dmflow.store.base import RunStore
+from tasks.generation import record_batch
+from tasks.lineage import forget_results
+
+RECORD_EVERY_CHUNKS = 16
+RECORD_EVERY_S = 1.0
+LAST_RECORD_TIMEOUT_S = 3.0
+"""On failure, how long the last record may take: a signal's exit waits for it."""
+
+
+class Recorder:
+    def __init__(
+        self,
+        store: RunStore,
+        run: TrainingRun,
+        max_pairs: int,
+        on_recorded: Callable[[TrainingRun], Awaitable[None]],
+    ) -> None:
+        self.store, self.run, self.max_pairs = store, run, max_pairs
+        self.latest = run
+        self.harvest = Harvest()
+        self._on_recorded = on_recorded
+        self._records = 0
+        self._loop: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.create_task(self._record_as_it_comes())
+
+    async def close(self, *, failed: bool) -> TrainingRun:
+        """Stop the recording loop and record what is left. After a failure this is best
+        effort and bounded in time: it must not hide the failure nor hold up an exit."""
+        self.harvest.close()
+        if not failed:
+            if self._loop is not None:
+                await self._loop
+            await self._record(self.harvest.take())
+            return self.latest
+        try:
+            await asyncio.wait_for(self._last_record(), LAST_RECORD_TIMEOUT_S)
+        except Exception as exc:  # the phase's own failure is what the user must see
+            get_run_logger().warning(
+                "could not record the chunks finished before the failure (%s): they will "
+                "be generated again on recovery",
+                type(exc).__name__,
+            )
+        return self.latest
+
+    async def _last_record(self) -> None:
+        if self._loop is not None:
+            await asyncio.shield(self._loop)
+        left = self.harvest.take()
+        if left.results or left.usage:
+            # Directly, not as a task: no retries to wait through while exiting.
+            recorded = await asyncio.to_thread(
+                self.store.record_batch,
+                self.run,
+                left.results,
+                left.usage,
+                max_pairs=self.max_pairs,
+            )
+            self.latest = _newest(self.latest, recorded)
+
+    async def _record_as_it_comes(self) -> None:
+        while await self.harvest.ready(RECORD_EVERY_CHUNKS, RECORD_EVERY_S):
+            await self._record(self.harvest.take())
+
+    def check(self) -> None:
+        """Raise here, in the phase, a record that failed (after its retries)."""
+        if self._loop is not None and self._loop.done():
+            self._loop.result()
+
+    async def _record(self, batch: GeneratedBatch) -> None:
+        if not batch.results and not batch.usage:
+            return
+        self._records += 1
+        first = batch.results[0].chunk_id if batch.results else "usage"
+        recorded = await record_batch(
+            self.store, self.run, batch, self.max_pairs, f"{self._records}-{first}"
+        )
+        forget_results(batch, recorded)
+        self.latest = _newest(self.latest, recorded)
+        await self._on_recorded(self.latest)
+
+
+def _newest(latest: TrainingRun, recorded: TrainingRun) -> TrainingRun:
+    """Records may come back in any order; the counters only grow."""
+    return max(latest, recorded, key=lambda r: (r.processed_chunks, r.pair_count))

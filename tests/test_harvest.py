@@ -1,0 +1,67 @@
+"""The harvest: when a phase records what generation finished."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from dmflow.generation.harvest import Harvest
+from dmflow.models import ChunkResult
+
+
+def done(n: int) -> ChunkResult:
+    return ChunkResult.done(f"c{n}", [f"What is c{n}?"], f"c{n}")
+
+
+def test_ready_at_the_chunk_count_without_waiting_for_the_time_limit() -> None:
+    async def scenario() -> tuple[bool, float, int]:
+        harvest = Harvest()
+
+        async def produce() -> None:
+            for n in range(20):
+                harvest.add(done(n))
+                await asyncio.sleep(0.01)
+
+        producer = asyncio.create_task(produce())
+        started = time.monotonic()
+        ready = await harvest.ready(16, within_s=30)
+        waited = time.monotonic() - started
+        pending = harvest.pending
+        await producer
+        return ready, waited, pending
+
+    ready, waited, pending = asyncio.run(scenario())
+    assert ready and pending == 16 and waited < 5
+
+
+def test_ready_after_the_time_limit_with_fewer_chunks_or_only_usage() -> None:
+    async def scenario(fill: str) -> tuple[bool, float]:
+        harvest = Harvest()
+        if fill == "chunks":
+            harvest.add(done(1))
+        else:
+            harvest.count("requests", 1)
+        started = time.monotonic()
+        ready = await harvest.ready(16, within_s=0.3)
+        return ready, time.monotonic() - started
+
+    for fill in ("chunks", "usage"):
+        ready, waited = asyncio.run(scenario(fill))
+        assert ready and 0.25 <= waited < 5, (fill, waited)
+
+
+def test_take_hands_over_everything_once_and_close_ends_the_wait() -> None:
+    async def scenario() -> tuple[list[str], dict[str, float], bool, bool]:
+        harvest = Harvest()
+        harvest.add(done(1))
+        harvest.count("requests", 2)
+        harvest.count("requests", 1)
+        batch = harvest.take()
+        emptied = harvest.empty
+        asyncio.get_running_loop().call_later(0.05, harvest.close)
+        ready = await harvest.ready(16, within_s=30)
+        return [r.chunk_id for r in batch.results], batch.usage, emptied, ready
+
+    ids, usage, emptied, ready = asyncio.run(scenario())
+    assert ids == ["c1"] and usage == {"requests": 3}
+    assert emptied and ready is False
