@@ -1,7 +1,8 @@
 """Benchmark c: kill generation at about 50 % with SIGKILL, resume, count the redo.
 
-Reports generator requests per chunk over both processes. Target: at most
-1 + one batch (the batches in flight at the kill are the only work redone).
+Reports the chunks asked twice (target: at most the requests in flight plus 16, the
+most a record can wait for) and the usage recorded against the requests the endpoint
+received over both processes.
 
     uv run python -m bench.recovery_redo
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 CHUNKS = 2_000
 BATCH = 64
+IN_FLIGHT = 16
 
 
 # The generation subflow in a process of its own, so it can be killed for real.
@@ -34,7 +36,9 @@ def main() -> None:
     server, httpd = start_llm_server()
     server.latency_s = 0.02
     os.environ.update(
-        DMFLOW_LLM_BASE_URL=server.url, DMFLOW_LLM_API_KEY="sk-bench", DMFLOW_LLM_CONCURRENCY="16"
+        DMFLOW_LLM_BASE_URL=server.url,
+        DMFLOW_LLM_API_KEY="sk-bench",
+        DMFLOW_LLM_CONCURRENCY=str(IN_FLIGHT),
     )
     from dmflow.database import open_store
     from dmflow.settings import Settings
@@ -67,6 +71,7 @@ def main() -> None:
         store.close()
     httpd.shutdown()
     redone = server.total_requests - CHUNKS
+    twice = sum(1 for count in server.requests_by_text.values() if count > 1)
     print("benchmark c: SIGKILL at ~50 %, then resume")
     print(
         f"  killed at {at_kill}/{CHUNKS} chunks recorded ({requests_before_resume} requests "
@@ -74,9 +79,14 @@ def main() -> None:
         f"{server.total_requests} requests in all"
     )
     print(
-        f"  requests per chunk: {server.total_requests / CHUNKS:.3f} "
-        f"(redone: {redone} = {redone / BATCH:.2f} batches of {BATCH}; "
-        f"target <= {1 + BATCH / CHUNKS:.3f})"
+        f"  chunks asked twice: {twice} (redone requests: {redone}; target <= "
+        f"{IN_FLIGHT} in flight + 16 = {IN_FLIGHT + 16}); requests per chunk: "
+        f"{server.total_requests / CHUNKS:.3f}"
+    )
+    recorded = int(done.usage.get("requests", 0))
+    print(
+        f"  usage: {recorded} requests recorded, {server.total_requests} received by the "
+        f"endpoint (unrecorded: {server.total_requests - recorded})"
     )
 
 
