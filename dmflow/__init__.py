@@ -4,4 +4,12 @@ Models, status rules, the run store, settings and the embedded database live
 here so they can be used (and tested) without the workflow engine.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# Telemetry off wherever dmflow's code runs (the CLI, `dmflow serve`, a worker, plain
+# Python): no usage reports from a Prefect server started here (the temporary one too)
+# nor from deeplake. A value set on purpose is kept.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("BUGGER_OFF", "yes")

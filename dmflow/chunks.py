@@ -90,6 +90,10 @@ class DeepLakeChunkSource:
         self._total = len(self._dataset)
         self._check_ids()
 
+    @property
+    def tensor_names(self) -> list[str]:
+        return list(self._dataset.tensors)
+
     @staticmethod
     def _open(path: str, token: SecretStr | None) -> Any:
         is_hub = path.startswith("hub://")
@@ -163,6 +167,21 @@ class DeepLakeChunkSource:
                 pending = pending[batch_size:]
         if pending:
             yield pending
+
+
+def check_usable(dataset: str, settings: Settings) -> int:
+    """Refuse, before a run exists for it, a dataset no phase can use: missing, without
+    the VectorStore's `id`, `text` and `embedding` tensors, or empty. Its chunk count."""
+    source = open_chunk_source(dataset, settings)
+    if "embedding" not in source.tensor_names:
+        raise ChunkSourceError(
+            f"dataset {dataset} has no 'embedding' tensor (it has: "
+            f"{', '.join(sorted(source.tensor_names))}): Deep Memory trains on the stored "
+            "embeddings; write the dataset with DeepLake's VectorStore"
+        )
+    if source.total == 0:
+        raise ChunkSourceError(f"dataset {dataset} has no chunks: add some, then run again")
+    return source.total
 
 
 def open_chunk_source(dataset: str, settings: Settings) -> DeepLakeChunkSource:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dmflow.db.local_postgres import LocalPostgres
 from dmflow.errors import ConfigurationError
+from dmflow.local_services import owned_directory
 from dmflow.prefect_server import EmbeddedPrefectServer
 from dmflow.settings import Settings
 from dmflow.store.base import RunStore
@@ -24,13 +25,13 @@ def embedded_database_dir(settings: Settings) -> Path:
     """`<data dir>/postgres`; as root, when the `postgres` user (who runs the server,
     since PostgreSQL refuses root) cannot reach it - a checkout under /root, say -
     a directory of its own under /var/lib/dmflow instead."""
-    wanted = settings.resolved_data_dir() / "postgres"
+    wanted = owned_directory(settings.resolved_data_dir()) / "postgres"
     if os.geteuid() != 0 or _reachable_by_others(wanted):
         return wanted
     digest = hashlib.sha1(str(wanted).encode()).hexdigest()[:12]
     fallback = Path("/var/lib/dmflow") / f"postgres-{digest}"
     fallback.parent.mkdir(parents=True, exist_ok=True)
-    fallback.parent.chmod(0o755)
+    fallback.parent.chmod(0o711)  # the postgres user passes through; nobody lists it
     return fallback
 
 
@@ -58,7 +59,9 @@ def embedded_prefect_server(settings: Settings) -> EmbeddedPrefectServer:
         url = local.ensure_database(PREFECT_DATABASE_NAME)
         return url.replace("postgresql://", "postgresql+asyncpg://", 1)
 
-    return EmbeddedPrefectServer(settings.resolved_data_dir() / "prefect", database)
+    return EmbeddedPrefectServer(
+        owned_directory(settings.resolved_data_dir()) / "prefect", database
+    )
 
 
 def embedded_postgres(settings: Settings) -> LocalPostgres | None:

@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -34,13 +35,31 @@ def _seed_version_check_cache() -> None:
         pass  # an unwritable home only costs the 2 s check
 
 
+REPORTING_CONFIG = Path("~/.activeloop/reporting_config.json")
+"""deeplake's consent file: created with consent *on* at its first import if missing."""
+
+
 def import_deeplake() -> ModuleType:
     os.environ["BUGGER_OFF"] = "yes"  # humbug's opt-out, read on every report
+    _refuse_reporting_consent()
     _seed_version_check_cache()
     import deeplake
 
     module: ModuleType = deeplake
     return module
+
+
+def _refuse_reporting_consent() -> None:
+    """Write the consent file, consent off, before deeplake's import writes it with
+    consent on. An existing file is left alone: its owner chose."""
+    path = REPORTING_CONFIG.expanduser()
+    if path.exists():
+        return
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.write_text(json.dumps({"consent": False, "client_id": str(uuid.uuid4())}))
+    except OSError:
+        pass  # BUGGER_OFF still keeps this process quiet
 
 
 def point_at_activeloop(endpoint: str) -> None:

@@ -17,6 +17,10 @@ class DatabaseUnavailable(DmflowError):
     """The database could not be reached or started."""
 
 
+class DatabaseRefused(DmflowError):
+    """The database refused a statement (its class and primary message, nothing more)."""
+
+
 class RunNotFound(DmflowError):
     def __init__(self, run_id: UUID | str) -> None:
         self.run_id = str(run_id)

@@ -91,7 +91,7 @@ def liveness(
     whatever Prefect says about its flow run: the attempt fence refuses a zombie that
     wakes up. `driver_gone` is None when this host cannot tell (another host, no lease).
     """
-    if not run.status.is_active:
+    if not (run.status.is_active or waits_to_train(run)):
         return Liveness(False, f"{run.status.value}: not an active run")
     age = heartbeat_age_s(run, now)
     beat = "no heartbeat ever" if age is None else f"last heartbeat {age:.0f} s ago"
@@ -101,9 +101,10 @@ def liveness(
         else "no process recorded"
     )
     if driver_gone:
+        between = " between generation and training" if waits_to_train(run) else ""
         return Liveness(
             True,
-            f"its driver ({driver}) is gone ({beat}): killed or crashed without reporting",
+            f"its driver ({driver}) is gone{between} ({beat}): killed or crashed without reporting",
         )
     if heartbeat_is_stale(run, now, settings):
         return Liveness(
@@ -112,6 +113,12 @@ def liveness(
             "killed, out of memory or its machine lost",
         )
     return Liveness(False, f"alive ({beat}; {driver})")
+
+
+def waits_to_train(run: TrainingRun) -> bool:
+    """Generated, and meant to train: its driver starts training next. A run generated
+    with `train=False` rests there until someone recovers it."""
+    return run.status is RunStatus.GENERATED and bool(run.params.get("train", True))
 
 
 class SweepAction(StrEnum):
@@ -128,9 +135,14 @@ class SweepAction(StrEnum):
 def sweep_action(
     run: TrainingRun, now: datetime, settings: Settings, run_liveness: Liveness | None = None
 ) -> SweepAction:
-    """What the sweep does with one run. Active runs need their `liveness`."""
+    """What the sweep does with one run. Active runs, and runs waiting to train, need
+    their `liveness`: a driver that died between the two phases leaves a run generated
+    and meant to train, with no failure to recover from; the sweep trains it."""
     if run.status.is_active:
         return SweepAction.RECONCILE if run_liveness and run_liveness.dead else SweepAction.NONE
+    if waits_to_train(run):
+        dead = run_liveness is not None and run_liveness.dead
+        return SweepAction.RECOVER if dead else SweepAction.NONE
     if not run.status.is_failed:
         return SweepAction.NONE
     if run.attempt >= settings.recovery_attempt_budget:

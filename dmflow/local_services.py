@@ -1,19 +1,51 @@
-"""What the embedded servers (PostgreSQL, Prefect) share: a lock file that serialises the
-commands starting them, and a free port on loopback."""
+"""What the embedded servers (PostgreSQL, Prefect) share: directories only their owner
+controls, a lock file that serialises the commands starting them, and a free port on
+loopback."""
 
 from __future__ import annotations
 
 import fcntl
+import os
 import socket
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from dmflow.errors import ConfigurationError
+
+
+def owned_directory(path: Path, *, also_owned_by: int | None = None) -> Path:
+    """`path`, created 0700 if missing. An existing one must be a real directory (not a
+    symbolic link: as root, dmflow hands some directories to the `postgres` user, and a
+    link would hand over its target) owned by this user, or by `also_owned_by` (the
+    server user of a directory dmflow gave it)."""
+    path = path.expanduser().absolute()
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.mkdir(mode=0o700, exist_ok=True)
+        found = os.lstat(path)
+    if stat.S_ISLNK(found.st_mode):
+        raise ConfigurationError(
+            f"{path} is a symbolic link: dmflow uses only real directories there (a link "
+            "could point anywhere). Set DMFLOW_DATA_DIR to the link's target instead"
+        )
+    if not stat.S_ISDIR(found.st_mode):
+        raise ConfigurationError(f"{path} is not a directory: move it away or set DMFLOW_DATA_DIR")
+    if found.st_uid not in (os.geteuid(), also_owned_by):
+        raise ConfigurationError(
+            f"{path} belongs to another user (uid {found.st_uid}): dmflow keeps its servers "
+            "and secrets only in directories you own. Set DMFLOW_DATA_DIR to one of yours"
+        )
+    return path
 
 
 @contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created if missing) for the block."""
-    with path.open("a") as handle:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

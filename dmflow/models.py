@@ -7,8 +7,9 @@ from enum import StrEnum
 from typing import Any, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dmflow.redaction import storable
 from dmflow.status import RunStatus
 
 CHUNK_PREVIEW_CHARS = 200
@@ -103,6 +104,21 @@ class ChunkResult(BaseModel):
     reason: str | None = None
     """Why the chunk was skipped (required for `skipped`)."""
     chunk_preview: str | None = None
+
+    @field_validator("chunk_id", "reason", "chunk_preview", mode="before")
+    @classmethod
+    def _storable_text(cls, value: object) -> object:
+        # A NUL or a lone surrogate (in a document, or in a model's output) would fail
+        # the whole batch's transaction, and every retry of it.
+        return storable(value) if isinstance(value, str) else value
+
+    @field_validator("questions", mode="before")
+    @classmethod
+    def _storable_questions(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            cleaned = (storable(q).strip() if isinstance(q, str) else q for q in value)
+            return tuple(q for q in cleaned if q != "")
+        return value
 
     @model_validator(mode="after")
     def _outcome_matches(self) -> Self:

@@ -4,14 +4,17 @@ Without it, every process that runs a flow starts Prefect's temporary server: 15
 before the first flow, in the command's process group (a terminal's Ctrl-C kills it
 with the command), left running after a kill -9, and gone when the command ends, with
 nothing to look at in the UI. This one is started once, in a session of its own, on
-loopback, with its state and log under `<data dir>/prefect`; later commands find it
-through `server.json`. Nothing here imports Prefect: it is run as a program.
+loopback, behind Prefect's basic authentication (the string in `<data dir>/prefect/auth`),
+with its state and log under `<data dir>/prefect`; later commands find it through
+`server.json`. Nothing here imports Prefect: it is run as a program.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from dmflow.driver import process_exists
 from dmflow.errors import ConfigurationError
-from dmflow.local_services import file_lock, free_port, port_is_free
+from dmflow.local_services import file_lock, free_port, owned_directory, port_is_free
 
 STARTUP_TIMEOUT_S = 180.0
 
@@ -45,9 +48,13 @@ class ServerState:
         return f"http://127.0.0.1:{self.port}"
 
 
-def _healthy(api_url: str) -> bool:
+def _healthy(api_url: str, auth_string: str) -> bool:
+    token = base64.b64encode(auth_string.encode()).decode()
+    request = urllib.request.Request(
+        f"{api_url}/health", headers={"Authorization": f"Basic {token}"}
+    )
     try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+        with urllib.request.urlopen(request, timeout=2) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -69,19 +76,35 @@ class EmbeddedPrefectServer:
     def log_file(self) -> Path:
         return self.root / "server.log"
 
+    @property
+    def auth_file(self) -> Path:
+        return self.root / "auth"
+
+    def auth_string(self) -> str:
+        """`user:password` for Prefect's basic authentication (its server's
+        `server.api.auth_string`, its clients' `api.auth_string`), made once and readable
+        by its owner only: without it, another local user cannot read or start flow runs.
+        The UI asks for it once per browser."""
+        if not self.auth_file.is_file():
+            owned_directory(self.root)
+            fd = os.open(self.auth_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(f"dmflow:{secrets.token_urlsafe(24)}\n")
+        return self.auth_file.read_text().strip()
+
     def running(self) -> ServerState | None:
         """The server this data directory started, if it is up and answering."""
         try:
             state = ServerState(**json.loads(self.state_file.read_text()))
         except (OSError, ValueError, TypeError):
             return None
-        if not process_exists(state.pid) or not _healthy(state.api_url):
+        if not process_exists(state.pid) or not _healthy(state.api_url, self.auth_string()):
             return None
         return state
 
     def ensure_running(self, on_start: Callable[[], None] = lambda: None) -> ServerState:
         """The running server, started first (after `on_start`) if there is none."""
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        owned_directory(self.root)
         with self._lock():
             state = self.running()
             if state is None:
@@ -113,6 +136,8 @@ class EmbeddedPrefectServer:
             "PREFECT_HOME": str(home),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+            "PREFECT_SERVER_API_AUTH_STRING": self.auth_string(),
+            "PREFECT_API_AUTH_STRING": self.auth_string(),
         }
         database = self.database_url()
         if database:
@@ -147,7 +172,7 @@ class EmbeddedPrefectServer:
 
     def _wait_until_healthy(self, process: subprocess.Popen[bytes], state: ServerState) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _healthy(state.api_url):
+        while not _healthy(state.api_url, self.auth_string()):
             if process.poll() is not None or time.monotonic() > deadline:
                 with suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)

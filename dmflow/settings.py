@@ -88,4 +88,5 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     def resolved_data_dir(self) -> Path:
-        return self.data_dir.expanduser().resolve()
+        # Not resolve(): a data directory that is a symbolic link is refused, not followed.
+        return self.data_dir.expanduser().absolute()

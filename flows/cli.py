@@ -21,6 +21,7 @@ from uuid import UUID
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dmflow import interrupts, resources
@@ -29,6 +30,7 @@ from dmflow.db.migrations import apply_migrations, discover, pending
 from dmflow.errors import ConfigurationError, DmflowError
 from dmflow.models import Recovery, TrainingRun
 from dmflow.params import RunParams
+from dmflow.redaction import scrub
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
 
@@ -42,6 +44,8 @@ app = typer.Typer(
     help="Turn a DeepLake vector store into Deep Memory training data and a trained model.",
     no_args_is_help=True,
     add_completion=False,
+    # Locals in a traceback can hold a connection URL or an API key.
+    pretty_exceptions_show_locals=False,
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -236,6 +240,7 @@ def _prefect_ui() -> str:
         server = embedded_prefect_server(resources.settings())
         api = server.ensure_running(on_start=lambda: err.print(starting)).api_url
         os.environ["PREFECT_API_URL"] = api
+        os.environ["PREFECT_API_AUTH_STRING"] = server.auth_string()
     return api.rstrip("/").removesuffix("/api")
 
 
@@ -486,7 +491,11 @@ def demo() -> None:
         raise typer.Exit(1)
 
 
-server_app = typer.Typer(help="The embedded servers of the data directory.", no_args_is_help=True)
+server_app = typer.Typer(
+    help="The embedded servers of the data directory.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 app.add_typer(server_app, name="server")
 
 
@@ -503,7 +512,8 @@ def server_status() -> None:
         running = postgres.is_running()
         where = f"127.0.0.1:{postgres.port_file.read_text().strip()}" if running else "stopped"
         out.print(f"postgres  {where}  {postgres.root}", highlight=False)
-    prefect = embedded_prefect_server(settings).running()
+    prefect_server = embedded_prefect_server(settings)
+    prefect = prefect_server.running()
     if prefect is None:
         out.print("prefect   stopped (the next run, recover or demo starts it)")
     else:
@@ -511,6 +521,7 @@ def server_status() -> None:
             f"prefect   {prefect.ui_url}  pid {prefect.pid}, database {prefect.database}",
             highlight=False,
         )
+        out.print(f"          UI login: the string in {prefect_server.auth_file}", highlight=False)
 
 
 @server_app.command("stop")
@@ -534,7 +545,7 @@ def main() -> None:
     try:
         app()
     except DmflowError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(scrub(str(exc)))}", highlight=False)
         sys.exit(1)
     except (Interrupted, KeyboardInterrupt) as exc:
         err.print(str(exc) or "interrupted", highlight=False)

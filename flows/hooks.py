@@ -15,6 +15,7 @@ from prefect.flows import FlowStateHook
 
 from dmflow import interrupts, lifecycle
 from dmflow.errors import DmflowError
+from dmflow.redaction import describe, scrub
 from dmflow.status import Phase
 from flows.events import flow_store
 
@@ -32,9 +33,8 @@ def error_text(state: Any) -> str:
     except Exception:  # a missing result must not hide the failure
         result = None
     if isinstance(result, BaseException):
-        text = str(result).strip()
-        return f"{type(result).__name__}: {text}" if text else type(result).__name__
-    return str(state.message or state.name or "the flow run ended without a message")
+        return describe(result)
+    return scrub(str(state.message or state.name or "the flow run ended without a message"))
 
 
 def signal_behind(state: Any) -> str | None:

@@ -17,7 +17,7 @@ from prefect import get_run_logger
 from dmflow.generation.base import GeneratedBatch
 from dmflow.generation.harvest import Harvest
 from dmflow.models import TrainingRun
-from dmflow.store.base import RunStore
+from dmflow.store.base import RunStore, record_storable
 from tasks.generation import record_batch
 from tasks.lineage import forget_results
 
@@ -71,11 +71,7 @@ class Recorder:
         if left.results or left.usage:
             # Directly, not as a task: no retries to wait through while exiting.
             recorded = await asyncio.to_thread(
-                self.store.record_batch,
-                self.run,
-                left.results,
-                left.usage,
-                max_pairs=self.max_pairs,
+                record_storable, self.store, self.run, left.results, left.usage, self.max_pairs
             )
             self.latest = _newest(self.latest, recorded)
 

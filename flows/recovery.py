@@ -112,7 +112,8 @@ async def recover_failed_runs(limit: int = 200) -> SweepReport:
         if action is SweepAction.RECONCILE and await fail_dead_run(store, run, verdict.reason):
             report.reconciled.append(run.id)
     for run in store.list_runs(limit=limit):
-        action = lifecycle.sweep_action(run, datetime.now(UTC), settings)
+        waiting = liveness(run, settings) if lifecycle.waits_to_train(run) else None
+        action = lifecycle.sweep_action(run, datetime.now(UTC), settings, waiting)
         if action is SweepAction.RECOVER:
             await _recover(run, report)
         elif action is SweepAction.WAIT:

@@ -17,6 +17,7 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 
 from dmflow import lifecycle, resources
+from dmflow.chunks import check_usable
 from dmflow.models import TrainingRun
 from dmflow.params import RunParams
 from dmflow.training.factory import build_trainer
@@ -66,6 +67,8 @@ async def training_run(
     flow_run_id = current_flow_run_id()
     run = store.find_run_by_flow_run_id(flow_run_id) if flow_run_id else None
     if run is None:
+        # No run row for a dataset no phase can use: it would block the dataset.
+        await asyncio.to_thread(check_usable, dataset, resources.settings())
         if params.train:
             params = await preflight(dataset, params)
         run = store.create_run(

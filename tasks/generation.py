@@ -15,7 +15,7 @@ from dmflow.errors import DatabaseUnavailable
 from dmflow.generation.base import GeneratedBatch, QuestionGenerator
 from dmflow.generation.harvest import Harvest
 from dmflow.models import TrainingRun
-from dmflow.store.base import RunStore
+from dmflow.store.base import RunStore, record_storable
 
 
 def _database_blip(task: Any, task_run: Any, state: Any) -> bool:
@@ -48,5 +48,5 @@ async def record_batch(
     """Pairs, ledger rows, counters, usage and heartbeat in one transaction (replay-safe:
     chunks already in the ledger are ignored)."""
     return await asyncio.to_thread(
-        store.record_batch, run, batch.results, batch.usage, max_pairs=max_pairs
+        record_storable, store, run, batch.results, batch.usage, max_pairs
     )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -126,6 +129,18 @@ def test_an_invalid_setting_names_the_variable_and_what_is_allowed(dmflow: CliRu
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def _post(url: str, auth_string: str | None) -> int:
+    headers = {"Content-Type": "application/json"}
+    if auth_string:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth_string.encode()).decode()
+    request = urllib.request.Request(url, data=b"{}", headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return int(refused.code)
+
+
 def test_the_embedded_prefect_server_is_started_once_reused_and_stopped(
     dmflow: CliRunner, db: Database, sample_dataset: str, tmp_path: Path
 ) -> None:
@@ -144,6 +159,12 @@ def test_the_embedded_prefect_server_is_started_once_reused_and_stopped(
     state = json.loads((tmp_path / "prefect" / "server.json").read_text())
     assert os.getsid(state["pid"]) != os.getsid(0)  # its own session: Ctrl-C never reaches it
     assert oct((tmp_path / "prefect").stat().st_mode & 0o777) == "0o700"
+    # Only its owner gets in: Prefect's basic authentication, the string in a 0600 file.
+    auth_file = tmp_path / "prefect" / "auth"
+    assert oct(auth_file.stat().st_mode & 0o777) == "0o600"
+    api = f"http://127.0.0.1:{state['port']}/api/flow_runs/filter"
+    assert _post(api, None) == 401
+    assert _post(api, auth_file.read_text().strip()) == 200
 
     status = dmflow("server", "status", env=env).stdout
     assert f"pid {state['pid']}" in status and "database sqlite" in status

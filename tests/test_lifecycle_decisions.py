@@ -169,6 +169,26 @@ def test_sweep_action_for_finished_runs(run: TrainingRun, action: SweepAction) -
     assert lifecycle.sweep_action(run, NOW, SETTINGS) is action
 
 
+@pytest.mark.parametrize(
+    ("params", "driver_gone", "seconds_ago", "action"),
+    [
+        ({"train": True}, True, 1, SweepAction.RECOVER),  # killed between the phases
+        ({"train": True}, None, 3600, SweepAction.RECOVER),  # silent past the stale limit
+        ({"train": True}, False, 1, SweepAction.NONE),  # its driver starts training now
+        ({"train": False}, True, 3600, SweepAction.NONE),  # parked on purpose
+    ],
+    ids=["driver-gone", "stale", "alive", "no-train"],
+)
+def test_a_run_left_generated_by_a_dead_driver_is_trained_by_the_sweep(
+    params: dict[str, object], driver_gone: bool | None, seconds_ago: float, action: SweepAction
+) -> None:
+    run = a_run(RunStatus.GENERATED, params=params, **beat(seconds_ago), **LEASE)
+    verdict = lifecycle.liveness(run, NOW, SETTINGS, driver_gone=driver_gone)
+    assert lifecycle.sweep_action(run, NOW, SETTINGS, verdict) is action
+    if action is SweepAction.RECOVER and driver_gone:
+        assert "between generation and training" in verdict.reason
+
+
 def test_sweep_action_for_active_runs() -> None:
     run = a_run(RunStatus.GENERATING, **beat(1))
     dead = lifecycle.liveness(run, NOW, SETTINGS, driver_gone=True)

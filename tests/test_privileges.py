@@ -1,4 +1,5 @@
-"""What Supabase's API roles may do: anon reads, only service_role writes."""
+"""What Supabase's API roles may do: anon nothing, authenticated reads its own runs,
+only service_role writes (and reads runs without an owner)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 import psycopg
 import pytest
 
+from dmflow.models import ChunkResult
 from dmflow.store.postgres import PostgresRunStore
 from tests.fixtures.postgres import Database
 
@@ -35,27 +37,68 @@ def as_role(
 
 @pytest.fixture
 def runs(db: Database, store: PostgresRunStore) -> dict[str, uuid.UUID]:
+    """A run, a pair, a ledger row and a settings row each for alice, bob and nobody."""
     alice, bob = uuid.uuid4(), uuid.uuid4()
     db.execute("insert into auth.users (id) values (%s), (%s)", (alice, bob))
-    return {
+    made = {
         "alice": alice,
         "bob": bob,
         "unowned": store.create_run("shared-ds").id,
         "alices": store.create_run("alice-ds", user_id=alice).id,
+        "bobs": store.create_run("bob-ds", user_id=bob).id,
     }
+    for key, owner in (("unowned", None), ("alices", alice), ("bobs", bob)):
+        run = store.get_run(made[key])
+        store.record_batch(run, [ChunkResult.done(f"{key}-c", [f"What is in {key}?"], "text")])
+        db.execute(
+            "insert into deep_memory_settings (user_id, last_training_run_id) values (%s, %s)",
+            (owner, made[key]),
+        )
+    return made
 
 
-def test_anon_reads_unowned_runs_only(db: Database, runs: dict[str, uuid.UUID]) -> None:
-    seen = {row[0] for row in as_role(db, "anon", "select id from deep_memory_training_runs")}
-    assert seen == {runs["unowned"]}
+ROW_OWNER = {
+    "deep_memory_training_runs": "select id from deep_memory_training_runs",
+    "deep_memory_training_pairs": "select training_run_id from deep_memory_training_pairs",
+    "deep_memory_training_chunks": "select training_run_id from deep_memory_training_chunks",
+    "deep_memory_settings": "select last_training_run_id from deep_memory_settings",
+}
+"""Per table: the run each visible row belongs to."""
 
 
-def test_authenticated_reads_own_runs(db: Database, runs: dict[str, uuid.UUID]) -> None:
-    sql = "select id from deep_memory_training_runs"
-    alice_sees = {r[0] for r in as_role(db, "authenticated", sql, sub=runs["alice"])}
-    bob_sees = {r[0] for r in as_role(db, "authenticated", sql, sub=runs["bob"])}
-    assert alice_sees == {runs["unowned"], runs["alices"]}
-    assert bob_sees == {runs["unowned"]}
+@pytest.mark.parametrize("table", TABLES)
+@pytest.mark.parametrize(
+    ("reader", "sees"),
+    [
+        ("anon", None),  # refused outright
+        ("alice", {"alices"}),
+        ("bob", {"bobs"}),
+        ("service_role", {"alices", "bobs", "unowned"}),
+    ],
+)
+def test_who_reads_which_rows(
+    db: Database,
+    runs: dict[str, uuid.UUID],
+    table: str,
+    reader: str,
+    sees: set[str] | None,
+) -> None:
+    role = {"alice": "authenticated", "bob": "authenticated"}.get(reader, reader)
+    sub = runs[reader] if reader in ("alice", "bob") else None
+    if sees is None:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            as_role(db, role, ROW_OWNER[table], sub=sub)
+        return
+    by_run = {value: key for key, value in runs.items() if key in ("alices", "bobs", "unowned")}
+    seen = {by_run[row[0]] for row in as_role(db, role, ROW_OWNER[table], sub=sub)}
+    assert seen == sees
+
+
+def test_authenticated_without_a_user_reads_nothing(
+    db: Database, runs: dict[str, uuid.UUID]
+) -> None:
+    for table in TABLES:
+        assert as_role(db, "authenticated", ROW_OWNER[table]) == []
 
 
 @pytest.mark.parametrize(
@@ -103,7 +146,7 @@ def test_service_role_writes_through_the_functions(
     row = as_role(db, "service_role", "select id, status from dmflow_create_run('svc-ds')")
     assert row[0][1] == "generating"
     seen = as_role(db, "service_role", "select count(*) from deep_memory_training_runs")
-    assert seen == [(3,)]  # bypasses RLS: sees every owner's runs
+    assert seen == [(4,)]  # bypasses RLS: sees every owner's runs
 
 
 def test_every_table_is_granted_explicitly(db: Database) -> None:
@@ -118,13 +161,14 @@ def test_every_table_is_granted_explicitly(db: Database) -> None:
             )
         )
         assert grants == {
-            "anon": "SELECT",
             "authenticated": "SELECT",
             "service_role": "DELETE,INSERT,SELECT,UPDATE",
         }, table
 
 
 def test_runs_are_published_for_realtime(db: Database) -> None:
+    # Realtime checks each change against the subscriber's row-level security: a user
+    # hears about their own runs, as they read them.
     published = db.execute(
         "select tablename from pg_publication_tables where pubname = 'supabase_realtime'"
     )

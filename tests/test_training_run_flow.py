@@ -12,6 +12,7 @@ from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
 from flows.training_run import training_run
 from tests.fixtures.cli import CliRunner, clean_env
+from tests.fixtures.datasets import MakeDataset
 
 
 def test_a_whole_run_completes(
@@ -43,22 +44,26 @@ def test_an_unfinished_run_blocks_a_new_one(
     assert store.get_run(blocking.id).status is RunStatus.GENERATING  # untouched
 
 
-def test_a_generation_failure_is_recorded_by_phase(
-    flow_env: dict[str, str], store: PostgresRunStore, tmp_path: Path
+@pytest.mark.parametrize("train", [False, True], ids=["no-train", "train"])
+@pytest.mark.parametrize("kind", ["missing", "empty", "no-text", "no-embedding"])
+def test_an_unusable_dataset_is_refused_before_a_run_exists(
+    flow_env: dict[str, str],
+    store: PostgresRunStore,
+    tmp_path: Path,
+    make_dataset: MakeDataset,
+    kind: str,
+    train: bool,
 ) -> None:
-    with pytest.raises(Exception, match="no DeepLake dataset"):
-        asyncio.run(training_run(str(tmp_path / "nowhere"), train=False))
-    [run] = store.list_runs()
-    assert run.status is RunStatus.GENERATING_FAILED
-    assert run.error_message is not None and "no DeepLake dataset" in run.error_message
-
-
-def test_a_run_that_could_not_train_is_refused_before_it_starts(
-    flow_env: dict[str, str], store: PostgresRunStore, tmp_path: Path
-) -> None:
-    # Training's preflight runs first: nothing is created, nothing generated.
-    with pytest.raises(Exception, match="no DeepLake dataset"):
-        asyncio.run(training_run(str(tmp_path / "nowhere")))
+    rows = [("c1", "The cooling loop keeps the reactor pressure stable at all times")]
+    dataset, says = {
+        "missing": (str(tmp_path / "nowhere"), "no DeepLake dataset"),
+        "empty": (make_dataset([]), "has no chunks"),
+        "no-text": (make_dataset(rows, tensors=("id", "embedding")), "no 'text' tensor"),
+        "no-embedding": (make_dataset(rows, tensors=("id", "text")), "no 'embedding' tensor"),
+    }[kind]
+    with pytest.raises(Exception, match=says):
+        asyncio.run(training_run(dataset, train=train))
+    # No run row: it would block the dataset until deleted.
     assert store.list_runs() == []
 
 

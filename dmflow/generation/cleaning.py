@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable
 
 MIN_QUESTION_CHARS = 12
@@ -26,6 +27,20 @@ _INTERROGATIVE = re.compile(
     r"would|will|may|might|must|has|have|in what|on what|for what)\b",
     re.IGNORECASE,
 )
+
+
+# Questions are shown in apps; a model's (or a poisoned document's) markup is not a
+# question: HTML elements that run or fetch something, event handlers, script URLs.
+_MARKUP = re.compile(
+    r"<\s*/?\s*(?:script|img|iframe|svg|object|embed|style|link|meta|base|form|input|button"
+    r"|a|body|html|video|audio|source|frame|frameset|math|details|marquee|textarea|select)\b"
+    r"|<!--|\bjavascript\s*:|\bvbscript\s*:|\bdata\s*:\s*text/html|\bon[a-z]{3,}\s*=",
+    re.IGNORECASE,
+)
+
+
+def carries_markup(text: str) -> bool:
+    return _MARKUP.search(text) is not None
 
 
 def _words(text: str) -> list[str]:
@@ -65,21 +80,32 @@ def _jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
-def clean_questions(raw: Iterable[str], chunk_text: str, *, limit: int) -> list[str]:
-    """Strip decoration, drop unusable and repeated questions, keep at most `limit`."""
+def clean_questions(
+    raw: Iterable[str], chunk_text: str, *, limit: int, dropped: Counter[str] | None = None
+) -> list[str]:
+    """Strip decoration, drop unusable and repeated questions, keep at most `limit`.
+    `dropped` counts what was dropped by reason."""
     chunk_words = normalise(chunk_text)
     kept: list[str] = []
     kept_words: list[set[str]] = []
+    reasons: Counter[str] = Counter() if dropped is None else dropped
     for candidate in raw:
         if not isinstance(candidate, str):
+            reasons["not text"] += 1
+            continue
+        if carries_markup(candidate):
+            reasons["markup"] += 1
             continue
         question = _as_question(_strip(candidate))
         if question is None or not MIN_QUESTION_CHARS <= len(question) <= MAX_QUESTION_CHARS:
+            reasons["not a question" if question is None else "length"] += 1
             continue
         if _copies_chunk(question, chunk_words):
+            reasons["copies the chunk"] += 1
             continue
         words = set(_words(question))
         if any(_jaccard(words, other) >= NEAR_DUPLICATE_JACCARD for other in kept_words):
+            reasons["near duplicate"] += 1
             continue
         kept.append(question)
         kept_words.append(words)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dmflow.errors import ConfigurationError
 from dmflow.generation.base import QuestionGenerator
 from dmflow.generation.local import LocalQuestionGenerator
-from dmflow.generation.openai_compatible import OpenAIGeneratorConfig, OpenAIQuestionGenerator
 from dmflow.params import RunParams
 from dmflow.settings import Settings
 
@@ -18,6 +17,13 @@ def build_generator(params: RunParams, settings: Settings) -> QuestionGenerator:
             "the openai generator needs an API key: set DMFLOW_LLM_API_KEY (and "
             "DMFLOW_LLM_BASE_URL for a non-OpenAI endpoint), or use --generator local"
         )
+    # Imported here: the openai package takes about a second to import, which every
+    # command with the local generator (the demo) would pay for nothing.
+    from dmflow.generation.openai_compatible import (
+        OpenAIGeneratorConfig,
+        OpenAIQuestionGenerator,
+    )
+
     return OpenAIQuestionGenerator(
         OpenAIGeneratorConfig(
             model=params.model or settings.llm_model,

@@ -12,6 +12,7 @@ import asyncio
 import email.utils
 import random
 import time
+from collections import Counter
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -146,7 +147,12 @@ class OpenAIQuestionGenerator:
                 # Refused for this chunk only (too long for the context, say): no retry helps.
                 return _Outcome(ChunkResult.skipped(chunk.id, f"request refused: {_brief(exc)}"))
             raw = parse_question_list(content or "")
-            questions = clean_questions(raw or [], chunk.text, limit=config.questions_per_chunk)
+            dropped: Counter[str] = Counter()
+            questions = clean_questions(
+                raw or [], chunk.text, limit=config.questions_per_chunk, dropped=dropped
+            )
+            if dropped["markup"]:
+                usage.add("questions_dropped_markup", dropped["markup"])
             if questions:
                 return _Outcome(ChunkResult.done(chunk.id, questions, chunk.text))
             last_problem = "malformed output" if raw is None else "no usable questions in output"

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from dmflow.errors import (
     ConcurrentUpdate,
+    DatabaseRefused,
     DmflowError,
     InvalidBatch,
     RunBlocked,
@@ -162,3 +163,30 @@ def error_from_database(code: str | None, message: str, detail: str | None) -> D
     if code == "DMV01":
         return InvalidBatch(f"{message}; nothing of the batch was written")
     return None
+
+
+def record_storable(
+    store: RunStore,
+    run: TrainingRun,
+    results: Sequence[ChunkResult],
+    usage: Mapping[str, float],
+    max_pairs: int | None,
+) -> TrainingRun:
+    """Record a batch; when the database refuses it, record its chunks one by one, each
+    chunk it still refuses as skipped with the reason, so one unstorable chunk never
+    fails a run (nor every recovery of it)."""
+    try:
+        return store.record_batch(run, results, usage, max_pairs=max_pairs)
+    except DatabaseRefused:
+        if len(results) <= 1 and not usage:
+            raise
+    latest = store.record_batch(run, [], usage, max_pairs=max_pairs)
+    for result in results:
+        try:
+            latest = store.record_batch(run, [result], {}, max_pairs=max_pairs)
+        except DatabaseRefused as refused:
+            reason = f"could not be stored: {str(refused).split(':')[0]}"
+            latest = store.record_batch(
+                run, [ChunkResult.skipped(result.chunk_id, reason)], {}, max_pairs=max_pairs
+            )
+    return latest

@@ -18,8 +18,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from dmflow.errors import DatabaseUnavailable, RunNotFound
+from dmflow.errors import DatabaseRefused, DatabaseUnavailable, RunNotFound
 from dmflow.models import ChunkResult, TrainingPair, TrainingRun
+from dmflow.redaction import describe, scrub
 from dmflow.status import RunStatus, check_transition
 from dmflow.store.base import batch_payload, error_from_database
 
@@ -30,11 +31,11 @@ def _check_reachable(conninfo: str, timeout_s: float) -> None:
     """Fail at once with the server's reason instead of the pool's silent retries."""
     try:
         psycopg.connect(conninfo, connect_timeout=max(1, int(timeout_s))).close()
-    except psycopg.OperationalError as exc:
+    except psycopg.Error as exc:  # a malformed URL is a ProgrammingError, with the URL in it
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(
-            f"could not connect to the database ({reason}): check DMFLOW_DATABASE_URL "
-            "(host, port, user, password) and that the server is up"
+            f"could not connect to the database ({scrub(reason, conninfo)}): check "
+            "DMFLOW_DATABASE_URL (host, port, user, password) and that the server is up"
         ) from None
 
 
@@ -225,8 +226,10 @@ class PostgresRunStore:
             if translated is not None:
                 raise translated from None
             if isinstance(exc, psycopg.OperationalError):
-                raise DatabaseUnavailable(f"database connection failed: {exc}") from exc
-            raise
+                raise DatabaseUnavailable(f"database connection failed: {describe(exc)}") from None
+            # Without the CONTEXT and DETAIL in which PostgreSQL quotes the row (a chunk's
+            # text), nor the chained original that carries them into tracebacks.
+            raise DatabaseRefused(describe(exc)) from None
         except PoolTimeout as exc:
             raise DatabaseUnavailable(
                 "no database connection became available in time: the database is down "

@@ -255,8 +255,8 @@ class SupabaseRunStore:
                 raise translated from None
             if exc.code == "42501":
                 raise ConfigurationError(
-                    "Supabase refused the write (permission denied): DMFLOW_SUPABASE_KEY must be "
-                    "the project's service-role key, not the anon key"
+                    "Supabase refused the request (permission denied): DMFLOW_SUPABASE_KEY must "
+                    "be the project's service-role key, not the anon key"
                 ) from None
             raise
         except httpx.TransportError as exc:

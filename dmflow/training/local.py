@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dmflow.driver import process_exists
+from dmflow.local_services import owned_directory
 from dmflow.models import TrainingPair
 from dmflow.settings import Settings
 from dmflow.training.base import JobState, JobStatus, TrainingError
@@ -126,7 +127,7 @@ class LocalAdapterTrainer:
         if not train_pairs:
             raise TrainingError("there are no training pairs: generate some first")
         job_id = f"local-{uuid.uuid4().hex[:12]}"
-        self.jobs.mkdir(parents=True, exist_ok=True)
+        owned_directory(self.jobs)
         self._write(self.jobs, job_id, state=JobState.PENDING, dataset=dataset, pid=os.getpid())
         worker = threading.Thread(
             target=self._run_job,
@@ -229,5 +230,7 @@ class LocalAdapterTrainer:
     def _write(jobs: Path, job_id: str, **record: Any) -> None:
         # Write-then-rename: a reader never sees half a state file.
         temporary = jobs / f"{job_id}.json.tmp"
-        temporary.write_text(json.dumps(record, default=str))
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(json.dumps(record, default=str))
         temporary.replace(jobs / f"{job_id}.json")

@@ -1,0 +1,182 @@
+"""Poison input never fails a run; no secret and no document text leaves in an error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dmflow.errors import DatabaseRefused
+from dmflow.generation.cleaning import clean_questions
+from dmflow.models import ChunkOutcome, ChunkResult
+from dmflow.redaction import describe, scrub
+from dmflow.status import RunStatus
+from dmflow.store.base import record_storable
+from dmflow.store.postgres import PostgresRunStore
+from flows.generation import generate_training_data
+from tests.fixtures.cli import CliRunner, clean_env
+from tests.fixtures.datasets import MakeDataset
+from tests.fixtures.postgres import Database
+
+SECRET = "S3cretPW"
+MALFORMED_URLS = [
+    f"postgres//app:{SECRET}@127.0.0.1/db",  # the issue's: a missing colon
+    f"postgresql://app:{SECRET}@127.0.0.1:notaport/db",
+    f"postgresql://app:{SECRET}@[::1:5432/db",
+    f"postgresql://app:{SECRET}@127.0.0.1:1/db",  # well formed, closed port
+    f"postgresql://app:{SECRET}@/db?host=/nonexistent",
+    f"postgresql://:{SECRET}@127.0.0.1:1/db",
+    f"host=127.0.0.1 port=1 user=app password={SECRET} dbname=db",
+    f"host=127.0.0.1 password='{SECRET}' port=x",
+    f"app:{SECRET}@127.0.0.1/db",
+]
+
+
+@pytest.mark.parametrize("text", [*MALFORMED_URLS, "key sk-proj-abcdefghijklmn0123 refused"])
+def test_scrub_removes_passwords_and_keys(text: str) -> None:
+    cleaned = scrub(text)
+    assert SECRET not in cleaned and "sk-proj" not in cleaned, cleaned
+
+
+def test_scrub_keeps_an_ordinary_message() -> None:
+    message = "could not connect to 127.0.0.1:5432: connection refused; check the port"
+    assert scrub(message) == message
+
+
+@pytest.mark.parametrize("url", MALFORMED_URLS)
+def test_a_bad_database_url_is_one_line_without_its_password(dmflow: CliRunner, url: str) -> None:
+    for verbose in ([], ["--verbose"]):
+        result = dmflow(*verbose, "runs", env=clean_env(DMFLOW_DATABASE_URL=url), timeout=60)
+        assert result.returncode == 1, result.stderr
+        assert SECRET not in result.stdout + result.stderr
+        if not verbose:
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+            assert "DMFLOW_DATABASE_URL" in result.stderr
+
+
+def test_a_database_refusal_names_its_class_not_the_row(store: PostgresRunStore) -> None:
+    run = store.create_run("ds")
+    document = "secret plans of the company"
+    poisoned = ChunkResult.model_construct(
+        chunk_id="c1",
+        outcome=ChunkOutcome.DONE,
+        questions=("What are the plans?",),
+        chunk_preview=f"{document}\x00",
+    )
+    with pytest.raises(DatabaseRefused) as refused:
+        store.record_batch(run, [poisoned])
+    assert document not in str(refused.value) and "CONTEXT" not in str(refused.value)
+    assert document not in describe(refused.value)
+
+
+def test_an_unstorable_chunk_is_skipped_with_its_reason_and_the_rest_recorded(
+    store: PostgresRunStore, db: Database
+) -> None:
+    run = store.create_run("ds")
+    good = [ChunkResult.done(f"g{n}", [f"What is g{n} about?"], f"g{n}") for n in range(3)]
+    poisoned = ChunkResult.model_construct(
+        chunk_id="bad",
+        outcome=ChunkOutcome.DONE,
+        questions=("What is bad?",),
+        chunk_preview="bad\x00",
+    )
+    after = record_storable(store, run, [good[0], poisoned, *good[1:]], {"requests": 4}, None)
+    assert after.processed_chunks == 4 and after.pair_count == 3
+    assert after.usage["requests"] == 4
+    [(outcome, reason)] = db.execute(
+        "select outcome, reason from deep_memory_training_chunks where chunk_id = 'bad'"
+    )
+    assert outcome == "skipped" and reason.startswith("could not be stored")
+
+
+def test_nul_and_lone_surrogates_never_reach_the_database() -> None:
+    result = ChunkResult.done("id\x00-1", ["What is \ud800this\x00?"], "text\x00 \udcff here")
+    assert result.chunk_id == "id-1"
+    assert result.questions == ("What is this?",)
+    assert result.chunk_preview == "text  here"
+
+
+def test_a_dataset_with_nul_and_surrogates_generates_to_the_end(
+    flow_env: dict[str, str], store: PostgresRunStore, make_dataset: MakeDataset
+) -> None:
+    rows = [
+        (f"c{n}", f"Chapter {n} explains how the reactor cooling loop keeps pressure stable")
+        for n in range(20)
+    ]
+    rows[3] = ("c3", "The valve\x00 manual describes pressure relief settings for the loop")
+    rows[7] = ("c7", "Encoding \udcff errors appear when operators paste binary logs here")
+    dataset = make_dataset(rows)
+    run = store.create_run(dataset, params={"generator": "local"})
+    asyncio.run(generate_training_data(run.id))
+    done = store.get_run(run.id)
+    assert done.status is RunStatus.GENERATED, done.error_message
+    assert done.processed_chunks == 20
+
+
+def test_questions_with_markup_are_dropped_and_counted() -> None:
+    dropped: Counter[str] = Counter()
+    kept = clean_questions(
+        [
+            "<img src=x onerror=alert(1)> what is this?",
+            "What does <script>fetch('//evil')</script> do?",
+            "Why is [link](javascript:alert(1)) shown?",
+            "What does the expression a < b > c mean in Python?",
+            "How does the cooling loop keep pressure stable?",
+        ],
+        "unrelated chunk text",
+        limit=5,
+        dropped=dropped,
+    )
+    assert kept == [
+        "What does the expression a < b > c mean in Python?",
+        "How does the cooling loop keep pressure stable?",
+    ]
+    assert dropped["markup"] == 3
+
+
+ROOT = Path(__file__).resolve().parent.parent
+NO_NETWORK = ROOT / "tests" / "fixtures" / "no_network"
+FROM_PLAIN_PYTHON = (
+    "import sys; from flows.training_run import training_run; "
+    "print(training_run(dataset=sys.argv[1]).status.value)"
+)
+
+
+def test_a_whole_offline_run_from_plain_python_connects_to_nothing_outside(
+    db: Database, sample_dataset: str, tmp_path: Path
+) -> None:
+    """No CLI, no PREFECT_API_URL: Prefect starts its temporary server, deeplake is
+    imported, the local trainer trains; nothing looks up or reaches another host."""
+    network_log = tmp_path / "network.log"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DMFLOW_", "PREFECT_")) and k != "BUGGER_OFF"
+    }
+    env.update(
+        DMFLOW_DATABASE_URL=db.url,
+        DMFLOW_DATA_DIR=str(tmp_path / "data"),
+        DMFLOW_NETWORK_LOG=str(network_log),
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        HOME=str(tmp_path / "home"),  # deeplake's consent file: a fresh user
+        PYTHONPATH=os.pathsep.join([str(NO_NETWORK), str(ROOT)]),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", FROM_PLAIN_PYTHON, sample_dataset],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "completed"
+    assert not network_log.exists(), network_log.read_text()
+    consent = json.loads((tmp_path / "home" / ".activeloop" / "reporting_config.json").read_text())
+    assert consent["consent"] is False
