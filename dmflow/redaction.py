@@ -11,7 +11,7 @@ import re
 
 # user:password@ in any URL-ish string, also malformed ones (`postgres//u:p@h`), and the
 # key=value password of a libpq connection string.
-_URL_PASSWORD = re.compile(r"(?P<keep>[A-Za-z0-9._%+-]+:)(?P<secret>[^@\s/:]*)@")
+_URL_PASSWORD = re.compile(r"(?P<keep>[A-Za-z0-9._%+-]*:)(?P<secret>[^@\s/:]*)@")
 _KV_PASSWORD = re.compile(r"(?i)(?P<keep>\bpassword\s*=\s*)(?P<secret>'[^']*'|\S+)")
 _KEYS = re.compile(
     r"\b(?:sk-[A-Za-z0-9_-]{6,}"  # OpenAI-style keys

@@ -71,7 +71,13 @@ class Recorder:
         if left.results or left.usage:
             # Directly, not as a task: no retries to wait through while exiting.
             recorded = await asyncio.to_thread(
-                record_storable, self.store, self.run, left.results, left.usage, self.max_pairs
+                record_storable,
+                self.store,
+                self.run,
+                left.results,
+                left.usage,
+                self.max_pairs,
+                left.key,
             )
             self.latest = _newest(self.latest, recorded)
 

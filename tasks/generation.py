@@ -48,5 +48,5 @@ async def record_batch(
     """Pairs, ledger rows, counters, usage and heartbeat in one transaction (replay-safe:
     chunks already in the ledger are ignored)."""
     return await asyncio.to_thread(
-        record_storable, store, run, batch.results, batch.usage, max_pairs
+        record_storable, store, run, batch.results, batch.usage, max_pairs, batch.key
     )

@@ -11,7 +11,9 @@ from dmflow.db.migrations import apply_migrations, discover
 from tests.fixtures.concurrency import at_once
 from tests.fixtures.postgres import Database
 
-BASELINE, PHASE_STATUSES, LIFECYCLE, DRIVER_LEASE = (m.version for m in discover())
+BASELINE, PHASE_STATUSES, LIFECYCLE, DRIVER_LEASE, OWNER_ONLY_READS, USAGE_ONCE = (
+    m.version for m in discover()
+)
 SIX_STATUSES = {
     "generating",
     "generated",
@@ -153,7 +155,12 @@ def test_two_unfinished_runs_of_one_dataset_stop_the_migration(supabase_like_db:
     }
 
     db.execute("delete from deep_memory_training_runs where id = %s", (second,))
-    assert [m.version for m in apply_migrations(db.url)] == [LIFECYCLE, DRIVER_LEASE]
+    assert [m.version for m in apply_migrations(db.url)] == [
+        LIFECYCLE,
+        DRIVER_LEASE,
+        OWNER_ONLY_READS,
+        USAGE_ONCE,
+    ]
 
 
 def test_lifecycle_migration_folds_duplicate_pairs(supabase_like_db: Database) -> None:

@@ -22,6 +22,7 @@ from dmflow.store.postgres import PostgresRunStore
 from flows.generation import generate_training_data
 from tests.fixtures.cli import CliRunner, clean_env
 from tests.fixtures.datasets import MakeDataset
+from tests.fixtures.llm_server import LLMServer, Reply
 from tests.fixtures.postgres import Database
 
 SECRET = "S3cretPW"
@@ -51,13 +52,20 @@ def test_scrub_keeps_an_ordinary_message() -> None:
 
 @pytest.mark.parametrize("url", MALFORMED_URLS)
 def test_a_bad_database_url_is_one_line_without_its_password(dmflow: CliRunner, url: str) -> None:
-    for verbose in ([], ["--verbose"]):
-        result = dmflow(*verbose, "runs", env=clean_env(DMFLOW_DATABASE_URL=url), timeout=60)
-        assert result.returncode == 1, result.stderr
-        assert SECRET not in result.stdout + result.stderr
-        if not verbose:
-            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-            assert "DMFLOW_DATABASE_URL" in result.stderr
+    result = dmflow("runs", env=clean_env(DMFLOW_DATABASE_URL=url), timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "DMFLOW_DATABASE_URL" in result.stderr
+
+
+def test_verbose_output_does_not_carry_the_password_either(
+    dmflow: CliRunner, tmp_path: Path
+) -> None:
+    env = clean_env(DMFLOW_DATABASE_URL=MALFORMED_URLS[0])
+    result = dmflow("run", str(tmp_path), "--verbose", env=env, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert SECRET not in result.stdout + result.stderr
 
 
 def test_a_database_refusal_names_its_class_not_the_row(store: PostgresRunStore) -> None:
@@ -102,21 +110,33 @@ def test_nul_and_lone_surrogates_never_reach_the_database() -> None:
     assert result.chunk_preview == "text  here"
 
 
-def test_a_dataset_with_nul_and_surrogates_generates_to_the_end(
-    flow_env: dict[str, str], store: PostgresRunStore, make_dataset: MakeDataset
+def test_nul_in_documents_and_surrogates_in_llm_output_never_fail_a_run(
+    flow_env: dict[str, str],
+    store: PostgresRunStore,
+    make_dataset: MakeDataset,
+    llm_server: LLMServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rows = [
         (f"c{n}", f"Chapter {n} explains how the reactor cooling loop keeps pressure stable")
         for n in range(20)
     ]
-    rows[3] = ("c3", "The valve\x00 manual describes pressure relief settings for the loop")
-    rows[7] = ("c7", "Encoding \udcff errors appear when operators paste binary logs here")
+    rows[3] = ("c3\x00", "The valve\x00 manual describes pressure relief settings for the loop")
     dataset = make_dataset(rows)
-    run = store.create_run(dataset, params={"generator": "local"})
+
+    def poisoned(text: str, attempt: int) -> Reply:
+        questions = ["What does the \x00valve manual say?", "How is \ud800pressure relieved?"]
+        return Reply(content=json.dumps(questions))
+
+    llm_server.script = poisoned
+    monkeypatch.setenv("DMFLOW_LLM_BASE_URL", llm_server.url)
+    monkeypatch.setenv("DMFLOW_LLM_API_KEY", "sk-test")
+    run = store.create_run(dataset, params={"generator": "openai"})
     asyncio.run(generate_training_data(run.id))
     done = store.get_run(run.id)
     assert done.status is RunStatus.GENERATED, done.error_message
-    assert done.processed_chunks == 20
+    assert done.processed_chunks == 20 and done.pair_count == 40
+    assert "c3" in store.recorded_chunk_ids(run.id)
 
 
 def test_questions_with_markup_are_dropped_and_counted() -> None:
@@ -143,8 +163,8 @@ def test_questions_with_markup_are_dropped_and_counted() -> None:
 ROOT = Path(__file__).resolve().parent.parent
 NO_NETWORK = ROOT / "tests" / "fixtures" / "no_network"
 FROM_PLAIN_PYTHON = (
-    "import sys; from flows.training_run import training_run; "
-    "print(training_run(dataset=sys.argv[1]).status.value)"
+    "import asyncio, sys; from flows.training_run import training_run; "
+    "print(asyncio.run(training_run(dataset=sys.argv[1])).status.value)"
 )
 
 

@@ -271,3 +271,15 @@ def test_progress_sets_fields_and_merges_params(store: PostgresRunStore) -> None
     run = store.update_progress(run, total_chunks=42, params_patch={"max_pairs_reached": True})
     assert run.total_chunks == 42
     assert run.params == {"generator": "local", "max_pairs": 10, "max_pairs_reached": True}
+
+
+def test_usage_alone_counts_once_per_record_key(store: PostgresRunStore) -> None:
+    run = store.create_run("ds")
+    key = uuid.uuid4()
+    once = store.record_batch(run, [], {"requests": 3}, record_key=key)
+    again = store.record_batch(run, [], {"requests": 3}, record_key=key)  # a retried record
+    other = store.record_batch(run, [], {"requests": 2}, record_key=uuid.uuid4())
+    assert (once.usage["requests"], again.usage["requests"]) == (3, 3)
+    assert other.usage["requests"] == 5 and other.processed_chunks == 0
+    # Without a key the old replay guard holds: usage only with new chunks.
+    assert store.record_batch(run, [], {"requests": 9}).usage["requests"] == 5

@@ -86,6 +86,7 @@ def test_transition_and_batch_rpc_bodies(
         ],
         "p_usage": {"requests": 1},
         "p_max_pairs": None,
+        "p_record_key": None,
     }
     assert transition.path == "/rest/v1/rpc/dmflow_transition_run"
     assert transition.body == {

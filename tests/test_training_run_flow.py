@@ -55,12 +55,19 @@ def test_an_unusable_dataset_is_refused_before_a_run_exists(
     train: bool,
 ) -> None:
     rows = [("c1", "The cooling loop keeps the reactor pressure stable at all times")]
-    dataset, says = {
-        "missing": (str(tmp_path / "nowhere"), "no DeepLake dataset"),
-        "empty": (make_dataset([]), "has no chunks"),
-        "no-text": (make_dataset(rows, tensors=("id", "embedding")), "no 'text' tensor"),
-        "no-embedding": (make_dataset(rows, tensors=("id", "text")), "no 'embedding' tensor"),
-    }[kind]
+    make = {
+        "missing": lambda: (str(tmp_path / "nowhere"), "no DeepLake dataset"),
+        "empty": lambda: (make_dataset([], name="empty"), "is empty"),
+        "no-text": lambda: (
+            make_dataset(rows, tensors=("id", "embedding"), name="no-text"),
+            "no 'text' tensor",
+        ),
+        "no-embedding": lambda: (
+            make_dataset(rows, tensors=("id", "text"), name="no-embedding"),
+            "no 'embedding' tensor",
+        ),
+    }
+    dataset, says = make[kind]()
     with pytest.raises(Exception, match=says):
         asyncio.run(training_run(dataset, train=train))
     # No run row: it would block the dataset until deleted.
@@ -98,7 +105,8 @@ def test_run_command_exit_codes(
 
     missing = dmflow("run", str(tmp_path / "nowhere"), "--no-train", env=env)
     assert missing.returncode == 1
-    assert "generating_failed" in missing.stdout and "no DeepLake dataset" in missing.stderr
+    assert "no DeepLake dataset" in missing.stderr and "Traceback" not in missing.stderr
+    assert store.list_runs(dataset=str(tmp_path / "nowhere")) == []  # nothing to block it
 
     refused = dmflow("run", str(tmp_path / "nowhere"), "--verbose", env=env)
     assert refused.returncode == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
+from uuid import UUID, uuid4
 
 from dmflow.chunks import Chunk
 from dmflow.errors import DmflowError
@@ -24,6 +25,8 @@ class GeneratedBatch:
     """One result per input chunk, in input order: done with questions, or skipped."""
     usage: dict[str, float] = field(default_factory=dict)
     """Requests, tokens and estimated cost spent on this batch."""
+    key: UUID = field(default_factory=uuid4)
+    """Recorded with it: its usage counts once, however often a retry records it."""
 
 
 class QuestionGenerator(Protocol):

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from dmflow.errors import (
     ConcurrentUpdate,
@@ -88,12 +88,15 @@ class RunStore(Protocol):
         usage: Mapping[str, float] | None = None,
         *,
         max_pairs: int | None = None,
+        record_key: UUID | None = None,
     ) -> TrainingRun:
         """Write a batch's ledger rows, pairs, counters, usage and heartbeat atomically.
 
         Chunks already in the ledger are ignored, so a replayed batch adds nothing.
         With `max_pairs` the run never exceeds that many pairs: results past the cap
         stay unrecorded and the last one that fits may keep only some of its questions.
+        Usage is added once per `record_key` (a record may bring usage and no chunk);
+        without a key, only with new chunks.
         """
         ...
 
@@ -171,16 +174,21 @@ def record_storable(
     results: Sequence[ChunkResult],
     usage: Mapping[str, float],
     max_pairs: int | None,
+    record_key: UUID | None = None,
 ) -> TrainingRun:
     """Record a batch; when the database refuses it, record its chunks one by one, each
     chunk it still refuses as skipped with the reason, so one unstorable chunk never
     fails a run (nor every recovery of it)."""
     try:
-        return store.record_batch(run, results, usage, max_pairs=max_pairs)
+        return store.record_batch(run, results, usage, max_pairs=max_pairs, record_key=record_key)
     except DatabaseRefused:
         if len(results) <= 1 and not usage:
             raise
-    latest = store.record_batch(run, [], usage, max_pairs=max_pairs)
+    # Alone, the usage needs a key to count (the failed attempt rolled back, so a given
+    # key is still unused).
+    latest = store.record_batch(
+        run, [], usage, max_pairs=max_pairs, record_key=record_key or uuid4()
+    )
     for result in results:
         try:
             latest = store.record_batch(run, [result], {}, max_pairs=max_pairs)

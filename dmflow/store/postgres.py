@@ -161,10 +161,11 @@ class PostgresRunStore:
         usage: Mapping[str, float] | None = None,
         *,
         max_pairs: int | None = None,
+        record_key: UUID | None = None,
     ) -> TrainingRun:
         chunks, pairs = batch_payload(results)
         return self._one(
-            "select * from public.dmflow_record_batch(%s, %s, %s, %s, %s, %s)",
+            "select * from public.dmflow_record_batch(%s, %s, %s, %s, %s, %s, %s)",
             (
                 run.id,
                 run.attempt,
@@ -172,6 +173,7 @@ class PostgresRunStore:
                 Jsonb(pairs),
                 Jsonb(dict(usage or {})),
                 max_pairs,
+                record_key,
             ),
         )
 

@@ -166,6 +166,7 @@ class SupabaseRunStore:
         usage: Mapping[str, float] | None = None,
         *,
         max_pairs: int | None = None,
+        record_key: UUID | None = None,
     ) -> TrainingRun:
         chunks, pairs = batch_payload(results)
         return self._rpc(
@@ -177,6 +178,7 @@ class SupabaseRunStore:
                 "p_pairs": pairs,
                 "p_usage": dict(usage or {}),
                 "p_max_pairs": max_pairs,
+                "p_record_key": _uuid(record_key),
             },
         )
 
