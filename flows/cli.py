@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from uuid import UUID
 
 import typer
 from pydantic import ValidationError
@@ -31,8 +30,10 @@ from dmflow.errors import ConfigurationError, DmflowError
 from dmflow.models import Recovery, TrainingRun
 from dmflow.params import RunParams
 from dmflow.redaction import scrub
+from dmflow.run_ids import resolve_run
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
+from flows.views import run_card, runs_table
 
 # Prefect reads these once, when first imported (inside the commands below): no
 # analytics. The commands point it at a server first (`_prefect_ui`).
@@ -116,42 +117,41 @@ def runs(
     if not found:
         out.print("no training runs yet")
         return
-    table = Table()
-    table.add_column("id", no_wrap=True, min_width=36)
-    table.add_column("dataset", overflow="fold")
-    table.add_column("status", no_wrap=True)
-    for column in ("chunks", "pairs", "attempt", "updated"):
-        table.add_column(column, justify="right" if column != "updated" else "left")
-    for run in found:
-        table.add_row(
-            str(run.id),
-            run.dataset,
-            run.status.value,
-            _progress(run),
-            str(run.pair_count),
-            str(run.attempt),
-            run.updated_at.strftime("%Y-%m-%d %H:%M:%S") if run.updated_at else "",
-        )
-    out.print(table)
+    out.print(runs_table(found, out.width))
+
+
+RunIdArgument = Annotated[
+    str, typer.Argument(help="A run id, or a unique prefix of 6 or more characters.")
+]
+
+
+def _resolve(store: RunStore, run_id: str) -> TrainingRun:
+    try:
+        return resolve_run(store, run_id)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="RUN_ID") from None
+
+
+def _known_ui() -> str | None:
+    """The Prefect UI's address if one is known without starting anything."""
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        from dmflow.database import embedded_prefect_server
+
+        state = embedded_prefect_server(resources.settings()).running()
+        api = state.api_url if state else None
+    return api.rstrip("/").removesuffix("/api") if api else None
 
 
 @app.command()
-def show(run_id: UUID, as_json: JsonOption = False) -> None:
-    """Show one training run."""
+def show(run_id: RunIdArgument, as_json: JsonOption = False) -> None:
+    """Show one training run: where it stands, recall, usage, what to do next."""
     with _store() as store:
-        run = store.get_run(run_id)
+        run = _resolve(store, run_id)
     if as_json:
         print(_dump(run))
         return
-    table = Table(show_header=False, box=None)
-    for column, value in run.model_dump(mode="json").items():
-        shown = (
-            json.dumps(value)
-            if isinstance(value, dict | list)
-            else ("" if value is None else str(value))
-        )
-        table.add_row(f"[bold]{column}[/bold]", shown)
-    out.print(table)
+    out.print(run_card(run, _known_ui()))
 
 
 @app.command()
@@ -406,12 +406,12 @@ def run(
 
 @app.command()
 def recover(
-    run_id: UUID,
+    run_id: RunIdArgument,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's log lines.")] = False,
 ) -> None:
     """Resume a failed run at its phase (or train a run waiting at generated)."""
     with _store() as store:  # an unreachable database fails here, before Prefect starts
-        run = store.get_run(run_id)
+        run = _resolve(store, run_id)
     if run.status is RunStatus.COMPLETED:  # nothing to do: no need for Prefect at all
         out.print(f"run {run.id} is completed: already completed: nothing to do")
         return
@@ -422,20 +422,20 @@ def recover(
 
     from flows.recovery import recover_training_run
 
-    call: Any = recover_training_run(run_id, return_state=True)
+    call: Any = recover_training_run(run.id, return_state=True)
     state: State[Any] = _run_interruptibly(call, lambda: run)
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, DmflowError):
         raise outcome
     _print_flow_run(ui, state)
     if isinstance(outcome, Recovery) and not outcome.recovered:
-        out.print(f"run {run_id} is {outcome.run.status.value}: {outcome.message}")
+        out.print(f"run {run.id} is {outcome.run.status.value}: {outcome.message}")
         return
     if isinstance(outcome, Recovery):
         finished = outcome.run
     else:  # the recovery failed: the run records how
         with _store() as store:
-            finished = store.get_run(run_id)
+            finished = store.get_run(run.id)
     _print_outcome(finished)
     if finished.status not in (RunStatus.COMPLETED, RunStatus.GENERATED):
         raise typer.Exit(1)
@@ -443,19 +443,19 @@ def recover(
 
 @app.command()
 def delete(
-    run_id: UUID,
+    run_id: RunIdArgument,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a failed run with its pairs and chunk ledger."""
     with _store() as store:
-        run = store.get_run(run_id)
+        run = _resolve(store, run_id)
         if not yes:
             typer.confirm(
                 f"delete run {run.id} ({run.status.value}, {run.dataset}) and its "
                 f"{run.pair_count} pairs?",
                 abort=True,
             )
-        deleted = store.delete_failed_run(run_id)
+        deleted = store.delete_failed_run(run.id)
     out.print(f"deleted run {deleted.id} and its {deleted.pair_count} pairs")
 
 

@@ -46,6 +46,10 @@ class RunStore(Protocol):
         """Newest first."""
         ...
 
+    def runs_in_id_range(self, low: UUID, high: UUID, *, limit: int = 10) -> list[TrainingRun]:
+        """Runs whose id lies between `low` and `high` (a typed prefix), newest first."""
+        ...
+
     def transition(
         self,
         run: TrainingRun,

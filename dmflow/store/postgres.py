@@ -95,6 +95,14 @@ class PostgresRunStore:
         rows = self._rows(f"select * from {_RUNS} where flow_run_id = %s", (flow_run_id,))
         return TrainingRun.model_validate(rows[0]) if rows else None
 
+    def runs_in_id_range(self, low: UUID, high: UUID, *, limit: int = 10) -> list[TrainingRun]:
+        rows = self._rows(
+            f"select * from {_RUNS} where id between %s and %s"
+            " order by created_at desc, id limit %s",
+            (low, high, limit),
+        )
+        return [TrainingRun.model_validate(row) for row in rows]
+
     def list_runs(self, *, dataset: str | None = None, limit: int = 50) -> list[TrainingRun]:
         rows = self._rows(
             f"select * from {_RUNS} where %(dataset)s::text is null or dataset = %(dataset)s"

@@ -93,6 +93,14 @@ class SupabaseRunStore:
         )
         return TrainingRun.model_validate(rows[0]) if rows else None
 
+    def runs_in_id_range(self, low: UUID, high: UUID, *, limit: int = 10) -> list[TrainingRun]:
+        def query() -> Any:
+            request = self._client.table(_RUNS).select("*").gte("id", str(low))
+            request = request.lte("id", str(high)).order("created_at", desc=True)
+            return request.limit(limit).execute().data
+
+        return [TrainingRun.model_validate(row) for row in self._call(query)]
+
     def list_runs(self, *, dataset: str | None = None, limit: int = 50) -> list[TrainingRun]:
         def query() -> Any:
             request = self._client.table(_RUNS).select("*")

@@ -1,0 +1,135 @@
+"""How the CLI shows runs: a table that fits 80 columns, and one run as a card."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Group
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from dmflow.models import TrainingRun
+from dmflow.run_ids import short
+from dmflow.status import RunStatus
+
+
+def status_style(status: RunStatus) -> str:
+    """Failed red, active yellow, completed green; generated (resting) cyan."""
+    if status.is_failed:
+        return "red"
+    if status.is_active:
+        return "yellow"
+    return "green" if status is RunStatus.COMPLETED else "cyan"
+
+
+def progress(run: TrainingRun) -> str:
+    return f"{run.processed_chunks}/{run.total_chunks}" if run.total_chunks else "-"
+
+
+def age(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return "-"
+    seconds = max(0.0, ((now or datetime.now(UTC)) - when).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return f"{int(seconds)} s ago"
+
+
+def shorten_left(text: str, width: int) -> str:
+    """The end of `text` (a path's name is at its end) in at most `width` characters."""
+    if len(text) <= width:
+        return text
+    return "…" + text[-(width - 1) :] if width > 1 else "…"
+
+
+def runs_table(runs: list[TrainingRun], width: int, now: datetime | None = None) -> Table:
+    headers = ["id", "dataset", "status", "chunks", "pairs", "att", "age"]
+    rows = [
+        [
+            short(run.id),
+            run.dataset,
+            run.status.value,
+            progress(run),
+            str(run.pair_count),
+            str(run.attempt),
+            age(run.updated_at or run.created_at, now),
+        ]
+        for run in runs
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    fixed = sum(w for i, w in enumerate(widths) if i != 1) + 2 * (len(headers) - 1)
+    dataset_width = max(len("dataset"), min(widths[1], width - fixed - 1))
+    table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
+    for header in headers:
+        right = header in ("chunks", "pairs", "att")
+        table.add_column(header, justify="right" if right else "left", no_wrap=True)
+    for run, row in zip(runs, rows, strict=True):
+        row[1] = shorten_left(row[1], dataset_width)
+        style = status_style(run.status)
+        table.add_row(*[escape(c) for c in row[:2]], f"[{style}]{row[2]}[/{style}]", *row[3:])
+    return table
+
+
+def _recall_table(metrics: dict[str, Any]) -> Table | None:
+    before, after = metrics.get("before") or {}, metrics.get("after") or {}
+    if not before:
+        return None
+    table = Table("recall", "before", "after", "change", box=None, padding=(0, 2, 0, 0))
+    for key, was in before.items():
+        now = after.get(key)
+        change = "" if now is None else f"{100 * (now - was):+.1f} pts"
+        table.add_row(key, f"{was:.3f}", "n/a" if now is None else f"{now:.3f}", change)
+    return table
+
+
+def _usage_line(usage: dict[str, Any]) -> str | None:
+    if not usage:
+        return None
+    parts = [f"{int(usage['requests'])} requests"] if "requests" in usage else []
+    tokens = int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
+    if tokens:
+        parts.append(f"{tokens} tokens")
+    if "retries" in usage:
+        parts.append(f"{int(usage['retries'])} retries")
+    if "cost_usd" in usage:
+        parts.append(f"est. ${float(usage['cost_usd']):.4f}")
+    if "chunks" in usage and not parts:
+        parts.append(f"{int(usage['chunks'])} chunks, local generator (free)")
+    return ", ".join(parts) or None
+
+
+def run_card(run: TrainingRun, ui: str | None, now: datetime | None = None) -> Group:
+    """One run for a person: where it stands, what it made, what it cost, what to do."""
+    style = status_style(run.status)
+    head = Text.assemble(
+        ("run ", "bold"),
+        (str(run.id), "bold"),
+        "  ",
+        (run.status.value, f"bold {style}"),
+        f"  attempt {run.attempt}, updated {age(run.updated_at, now)}",
+    )
+    facts = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
+    facts.add_column(style="bold", no_wrap=True)
+    facts.add_column(overflow="fold")
+    facts.add_row("dataset", escape(run.dataset))
+    chunks = f"{progress(run)} processed, {run.pair_count} pairs"
+    facts.add_row("chunks", chunks)
+    if run.deeplake_job_id:
+        facts.add_row("job", escape(run.deeplake_job_id))
+    if usage := _usage_line(run.usage):
+        facts.add_row("usage", usage)
+    if run.error_message:
+        facts.add_row("error", Text(run.error_message, style="red"))
+    if run.status.is_failed:
+        facts.add_row("resume", f"dmflow recover {short(run.id)}")
+        facts.add_row("or drop", f"dmflow delete {short(run.id)}")
+    parts: list[Any] = [head, facts]
+    if recall := _recall_table(run.metrics or {}):
+        parts += [Text(""), recall]
+    if ui and run.flow_run_id:  # a line of its own, never folded: it is copied whole
+        address = f"{ui}/runs/flow-run/{run.flow_run_id}"
+        parts += [Text(""), Text(f"Prefect UI: {address}", no_wrap=True, overflow="ignore")]
+    return Group(*parts)
