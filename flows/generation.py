@@ -9,6 +9,7 @@ any moment loses at most the requests in flight and the last second's answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from uuid import UUID
@@ -33,6 +34,7 @@ from dmflow.store.base import RunStore, fenced_run
 from flows.events import flow_store
 from flows.heartbeat import heartbeat
 from flows.hooks import phase_failure_hook
+from flows.names import generation_name
 from flows.recording import Recorder
 from flows.window import Window
 from tasks.generation import generate_questions
@@ -84,7 +86,7 @@ class Progress:
 
 @flow(
     name="generate-training-data",
-    flow_run_name="generate-{run_id}",
+    flow_run_name=generation_name,
     on_failure=[_on_failure],
     on_crashed=[_on_failure],
     on_cancellation=[_on_failure],
@@ -172,7 +174,9 @@ async def _record_all(
         await window.drain()
     except BaseException:
         await window.cancel()
-        await recorder.close(failed=True)
+        latest = await recorder.close(failed=True)
+        with contextlib.suppress(Exception):  # the artifact must not hide the failure
+            await progress.update(latest, force=True)  # where it stopped, not a second ago
         raise
     return await recorder.close(failed=False)
 

@@ -12,6 +12,7 @@ from dmflow.models import TrainingRun
 from dmflow.status import Phase, RunStatus
 from flows.events import flow_store
 from flows.generation import generate_training_data
+from flows.summary import publish_summary
 from flows.training import train_deep_memory
 
 
@@ -28,6 +29,7 @@ async def run_phases(
         # Take the lease now, not when the subflow starts: a kill -9 in between would
         # leave a run no process claims, dead only once its heartbeat goes stale.
         run = await asyncio.to_thread(flow_store().claim, run, *Driver.current().as_lease())
+    await publish_summary(run)
     for phase in phases:
         if phase is Phase.GENERATION:
             run = await generate_training_data(run.id, attempt=run.attempt, driver=driver)
@@ -35,6 +37,7 @@ async def run_phases(
             run = await train_deep_memory(
                 run.id, attempt=run.attempt, driver=driver, preflight=not preflighted
             )
+        await publish_summary(run)
     return run
 
 

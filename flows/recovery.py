@@ -26,6 +26,7 @@ from flows.deployment_table import RECOVER_TRAINING_RUN
 from flows.events import flow_store
 from flows.hooks import parent_failure_hook
 from flows.liveness import fail_dead_run, liveness
+from flows.names import recovery_name
 from flows.phases import current_flow_run_id, run_phases
 
 
@@ -42,7 +43,7 @@ async def _take_over_if_dead(store: RunStore, run: TrainingRun, settings: Settin
 
 @flow(
     name="recover-training-run",
-    flow_run_name="recover-{run_id}",
+    flow_run_name=recovery_name,
     on_failure=[parent_failure_hook],
     on_crashed=[parent_failure_hook],
     on_cancellation=[parent_failure_hook],

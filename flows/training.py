@@ -34,6 +34,7 @@ from dmflow.training.factory import build_trainer
 from flows.events import flow_store
 from flows.heartbeat import heartbeat
 from flows.hooks import phase_failure_hook
+from flows.names import training_name
 from tasks.training import job_status, submit_job
 
 _on_failure = phase_failure_hook(Phase.TRAINING)
@@ -112,7 +113,7 @@ async def _poll(
 
 @flow(
     name="train-deep-memory",
-    flow_run_name="train-{run_id}",
+    flow_run_name=training_name,
     on_failure=[_on_failure],
     on_crashed=[_on_failure],
     on_cancellation=[_on_failure],

@@ -23,6 +23,7 @@ from dmflow.params import RunParams
 from dmflow.training.factory import build_trainer
 from flows.events import flow_store
 from flows.hooks import parent_failure_hook
+from flows.names import training_run_name
 from flows.phases import current_flow_run_id, run_phases
 
 
@@ -40,7 +41,7 @@ async def preflight(dataset: str, params: RunParams) -> RunParams:
 # fails when the two differ.
 @flow(
     name="training-run",
-    flow_run_name="training-run-{dataset}",
+    flow_run_name=training_run_name,
     on_failure=[parent_failure_hook],
     on_crashed=[parent_failure_hook],
     on_cancellation=[parent_failure_hook],

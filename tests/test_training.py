@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from pathlib import Path
 
@@ -41,8 +42,22 @@ def test_split_is_by_chunk_and_deterministic(sample_pairs: list[TrainingPair]) -
     train, held = split_by_chunk(sample_pairs)
     assert {p.chunk_id for p in train}.isdisjoint({p.chunk_id for p in held})
     assert 0.05 < len(held) / len(sample_pairs) < 0.15
-    assert split_by_chunk(list(reversed(sample_pairs)))[1] == list(reversed(held))
+    assert split_by_chunk(list(reversed(sample_pairs))) == (train, held)  # a stable order
     assert all(is_held_out(p.chunk_id) for p in held)
+
+
+def test_the_same_pairs_in_any_order_give_the_same_adapter_and_recall(
+    sample_dataset: str, sample_pairs: list[TrainingPair], tmp_path: Path
+) -> None:
+    trainer = LocalAdapterTrainer(tmp_path / "jobs")
+    shuffled = random.Random(1).sample(sample_pairs, len(sample_pairs))
+    metrics = []
+    for pairs in (sample_pairs, shuffled):
+        job_id = trainer.submit(sample_dataset, *split_by_chunk(pairs))
+        wait_for(trainer, job_id)
+        metrics.append(trainer.status(job_id).metrics)
+    assert metrics[0]["after"] == metrics[1]["after"]
+    assert metrics[0]["before"] == metrics[1]["before"]
 
 
 def test_recall_at_k_counts_ranks() -> None:

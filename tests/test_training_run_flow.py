@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -24,6 +26,41 @@ def test_a_whole_run_completes(
     assert run.status is RunStatus.COMPLETED
     assert run.flow_run_id is not None
     assert run.metrics is not None and run.metrics["after"]["recall@10"] > 0
+
+    # In the Prefect UI: the parent named by the dataset's name, its phases by the run's
+    # short id and attempt.
+    names = asyncio.run(_flow_run_names(run.flow_run_id))
+    short = str(run.id)[:8]
+    assert names == {"training-run-sample", f"generate-{short}-a0", f"train-{short}-a0"}
+    # ...and the parent, the flow run people start and retry, carries the run's summary.
+    [summary] = asyncio.run(_artifacts(f"training-run-{run.id}"))
+    assert summary.flow_run_id == run.flow_run_id
+    assert "completed" in str(summary.data) and "recall@10" in str(summary.data)
+
+
+async def _artifacts(key: str) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    return [a for a in found if a.data and "completed" in str(a.data)]
+
+
+async def _flow_run_names(parent_id: UUID) -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    async with get_client() as client:
+        parent = await client.read_flow_run(parent_id)
+        children = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])
+            )
+        )
+    return {parent.name, *(child.name for child in children)}
 
 
 def test_deferred_training_waits_at_generated(
