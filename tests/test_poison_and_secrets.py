@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from dmflow.errors import DatabaseRefused
 from dmflow.generation.cleaning import clean_questions
@@ -39,10 +40,16 @@ MALFORMED_URLS = [
 ]
 
 
-@pytest.mark.parametrize("text", [*MALFORMED_URLS, "key sk-proj-abcdefghijklmn0123 refused"])
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJlLXNlY3JldA"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [*MALFORMED_URLS, "key sk-proj-abcdefghijklmn0123 refused", f"apikey {JWT} is invalid"],
+)
 def test_scrub_removes_passwords_and_keys(text: str) -> None:
     cleaned = scrub(text)
-    assert SECRET not in cleaned and "sk-proj" not in cleaned, cleaned
+    assert SECRET not in cleaned and "sk-proj" not in cleaned and JWT not in cleaned, cleaned
 
 
 def test_scrub_keeps_an_ordinary_message() -> None:
@@ -200,3 +207,46 @@ def test_a_whole_offline_run_from_plain_python_connects_to_nothing_outside(
     assert not network_log.exists(), network_log.read_text()
     consent = json.loads((tmp_path / "home" / ".activeloop" / "reporting_config.json").read_text())
     assert consent["consent"] is False
+
+
+def test_tracebacks_never_show_local_variables() -> None:
+    from flows.cli import app, server_app
+
+    assert app.pretty_exceptions_show_locals is False
+    assert server_app.pretty_exceptions_show_locals is False
+
+
+def test_an_endpoint_echoing_the_key_leaves_it_out_of_the_skip_reason(
+    llm_server: LLMServer,
+) -> None:
+    from dmflow.chunks import Chunk
+    from dmflow.generation.openai_compatible import OpenAIGeneratorConfig, OpenAIQuestionGenerator
+
+    key = "sk-live-abcdef1234567890"
+
+    def echoes_the_key(text: str, attempt: int) -> Reply:
+        body = {"error": {"message": f"upstream refused key {key}", "type": "server_error"}}
+        return Reply(500, json.dumps(body))
+
+    llm_server.script = echoes_the_key
+    generator = OpenAIQuestionGenerator(
+        OpenAIGeneratorConfig(
+            model="m",
+            api_key=SecretStr(key),
+            base_url=llm_server.url,
+            max_attempts=2,
+            backoff_base_s=0.01,
+        )
+    )
+    with pytest.raises(Exception) as failed:  # every request failed: the whole batch
+        asyncio.run(generator.generate([Chunk("c1", "some text about valves")]))
+    assert key not in str(failed.value)
+    assert "***" in str(failed.value)
+
+
+def test_a_supabase_error_does_not_carry_the_key() -> None:
+    from dmflow.store.supabase import SupabaseRunStore
+
+    with pytest.raises(Exception) as failed:
+        SupabaseRunStore("http://127.0.0.1:1", SecretStr(JWT)).list_runs()
+    assert JWT not in str(failed.value) and JWT not in repr(failed.value)

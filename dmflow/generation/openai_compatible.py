@@ -26,6 +26,7 @@ from dmflow.generation.cleaning import clean_questions, parse_question_list
 from dmflow.generation.harvest import Harvest
 from dmflow.generation.ratelimit import RateLimiter
 from dmflow.models import ChunkResult
+from dmflow.redaction import scrub
 
 MAX_PASSAGE_CHARS = 8000
 
@@ -266,5 +267,7 @@ async def _all_or_none(work: Iterable[Coroutine[Any, Any, _Outcome]]) -> list[_O
 
 
 def _brief(exc: Exception) -> str:
+    """The endpoint's own words, which end up in a chunk's skip reason: without any key
+    or password it may echo back."""
     text = getattr(exc, "message", None) or str(exc)
-    return " ".join(str(text).split())[:200]
+    return scrub(" ".join(str(text).split()))[:200]
