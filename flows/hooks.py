@@ -18,7 +18,6 @@ from dmflow.errors import DmflowError
 from dmflow.redaction import describe, scrub
 from dmflow.status import Phase
 from flows.events import flow_store
-from flows.summary import publish_summary_now
 
 logger = logging.getLogger("dmflow.hooks")
 
@@ -89,4 +88,3 @@ def parent_failure_hook(flow: Flow[..., Any], flow_run: FlowRun, state: State) -
         lifecycle.fail_active_run(
             store, run, error_text(state), interrupted_by=signal_behind(state)
         )
-        publish_summary_now(store.get_run(run.id))

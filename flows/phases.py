@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from uuid import UUID
 
 from prefect.runtime import flow_run as current_flow_run
@@ -14,6 +15,8 @@ from flows.events import flow_store
 from flows.generation import generate_training_data
 from flows.summary import publish_summary
 from flows.training import train_deep_memory
+
+SUMMARY_ON_FAILURE_TIMEOUT_S = 2.0
 
 
 async def run_phases(
@@ -30,14 +33,22 @@ async def run_phases(
         # leave a run no process claims, dead only once its heartbeat goes stale.
         run = await asyncio.to_thread(flow_store().claim, run, *Driver.current().as_lease())
     await publish_summary(run)
-    for phase in phases:
-        if phase is Phase.GENERATION:
-            run = await generate_training_data(run.id, attempt=run.attempt, driver=driver)
-        else:
-            run = await train_deep_memory(
-                run.id, attempt=run.attempt, driver=driver, preflight=not preflighted
-            )
-        await publish_summary(run)
+    try:
+        for phase in phases:
+            if phase is Phase.GENERATION:
+                run = await generate_training_data(run.id, attempt=run.attempt, driver=driver)
+            else:
+                run = await train_deep_memory(
+                    run.id, attempt=run.attempt, driver=driver, preflight=not preflighted
+                )
+            await publish_summary(run)
+    except BaseException:
+        # The failed phase's hook has recorded how it failed: show it on this flow run
+        # too, in bounded time (a signal's exit waits for it).
+        with contextlib.suppress(BaseException):
+            failed = await asyncio.to_thread(flow_store().get_run, run.id)
+            await asyncio.wait_for(publish_summary(failed), SUMMARY_ON_FAILURE_TIMEOUT_S)
+        raise
     return run
 
 

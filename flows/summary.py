@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from prefect.artifacts import acreate_markdown_artifact, create_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact
 
 from dmflow.models import TrainingRun
 from dmflow.run_ids import short
@@ -61,16 +61,4 @@ async def publish_summary(run: TrainingRun) -> None:
             description=f"Training run {run.id} ({run.dataset})",
         )
     except Exception as exc:  # the UI's summary must never fail the run
-        logger.warning("could not publish the summary of run %s: %s", run.id, exc)
-
-
-def publish_summary_now(run: TrainingRun) -> None:
-    """From a failure hook (synchronous, after the flow's body)."""
-    try:
-        create_markdown_artifact(
-            markdown=summary_markdown(run),
-            key=_key(run),
-            description=f"Training run {run.id} ({run.dataset})",
-        )
-    except Exception as exc:
         logger.warning("could not publish the summary of run %s: %s", run.id, exc)

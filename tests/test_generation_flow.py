@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -148,9 +149,13 @@ def test_a_fatal_error_still_records_what_the_batches_in_flight_finished(
     poison_id, poison = list(sample_texts.items())[20]
 
     def refused_late(text: str, attempt: int) -> scripts.Reply:
-        if text == poison:
+        if text == poison:  # refused once every other chunk was asked (and answered)
+            deadline = time.monotonic() + 120
+            while len(llm_server.requests_by_text) < len(sample_texts):
+                assert time.monotonic() < deadline, "the other chunks were never asked"
+                time.sleep(0.05)
             reply = scripts.unauthorized(text, attempt)
-            reply.delay_s = 4.0
+            reply.delay_s = 2.0  # for the last answers to reach the generator
             return reply
         return scripts.valid_json(text, attempt)
 
@@ -165,7 +170,8 @@ def test_a_fatal_error_still_records_what_the_batches_in_flight_finished(
     assert failed.processed_chunks == len(sample_texts) - 1
     assert ledger_stats(db, run.id) == (len(sample_texts) - 1, len(sample_texts) - 1, 0)
     # Every request the endpoint received is counted, the refused one too.
-    assert failed.usage["requests"] == llm_server.total_requests == len(sample_texts)
+    # (a request that timed out under load and was sent again is counted as sent)
+    assert failed.usage["requests"] == llm_server.total_requests >= len(sample_texts)
 
 
 def test_a_missing_dataset_marks_the_run_generating_failed(
