@@ -21,7 +21,6 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from dmflow import interrupts, resources
 from dmflow.database import database_url
@@ -33,7 +32,7 @@ from dmflow.redaction import scrub
 from dmflow.run_ids import resolve_run
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
-from flows.views import run_card, runs_table
+from flows.views import recall_table, run_card, runs_table
 
 # Prefect reads these once, when first imported (inside the commands below): no
 # analytics. The commands point it at a server first (`_prefect_ui`).
@@ -176,18 +175,7 @@ def _print_outcome(run: TrainingRun) -> None:
     )
     if run.error_message:
         err.print(f"[red]error:[/red] {run.error_message}", highlight=False)
-    metrics = run.metrics or {}
-    before, after = metrics.get("before") or {}, metrics.get("after") or {}
-    if before:
-        table = Table("recall", "before", "after", "change")
-        for key, was in before.items():
-            now = after.get(key)
-            table.add_row(
-                key,
-                f"{was:.3f}",
-                "n/a" if now is None else f"{now:.3f}",
-                "" if now is None else f"{100 * (now - was):+.1f} pts",
-            )
+    if table := recall_table(run.metrics or {}):
         out.print(table)
 
 

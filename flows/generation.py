@@ -36,6 +36,7 @@ from flows.heartbeat import heartbeat
 from flows.hooks import phase_failure_hook
 from flows.names import generation_name
 from flows.recording import Recorder
+from flows.summary import usage_markdown
 from flows.window import Window
 from tasks.generation import generate_questions
 
@@ -54,10 +55,7 @@ def _summary_markdown(run: TrainingRun, skipped: dict[str, int], capped: bool) -
         f"- skipped chunks: {sum(skipped.values())}",
     ]
     lines += [f"  - {reason}: {count}" for reason, count in sorted(skipped.items())]
-    if run.usage:
-        lines += ["", "| usage | value |", "| --- | --- |"]
-        lines += [f"| {key} | {value:g} |" for key, value in sorted(run.usage.items())]
-    return "\n".join(lines)
+    return "\n".join(lines + usage_markdown(run.usage))
 
 
 class Progress:

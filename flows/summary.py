@@ -5,11 +5,13 @@ own artifacts are. Updated at each phase's end and when the run fails."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from prefect.artifacts import acreate_markdown_artifact
 
 from dmflow.models import TrainingRun
 from dmflow.run_ids import short
+from dmflow.training.evaluation import recall_rows
 
 logger = logging.getLogger("dmflow.summary")
 
@@ -29,24 +31,24 @@ def summary_markdown(run: TrainingRun) -> str:
         lines += ["", f"**Error:** {run.error_message}"]
         if run.status.is_failed:
             lines.append(f"Resume with `dmflow recover {short(run.id)}`.")
-    metrics = run.metrics or {}
-    before, after = metrics.get("before") or {}, metrics.get("after") or {}
-    if before:
+    if rows := recall_rows(run.metrics or {}):
         lines += ["", "| recall | before | after | change |", "| --- | --- | --- | --- |"]
-        for key, was in before.items():
-            now = after.get(key)
-            change = "" if now is None else f"{100 * (now - was):+.1f} pts"
-            shown = "n/a" if now is None else f"{now:.3f}"
-            lines.append(f"| {key} | {was:.3f} | {shown} | {change} |")
-    if run.usage:
-        lines += ["", "| usage | value |", "| --- | --- |"]
-        lines += [f"| {key} | {value:g} |" for key, value in sorted(run.usage.items())]
+        lines += [f"| {' | '.join(row)} |" for row in rows]
+    lines += usage_markdown(run.usage)
     lines += [
         "",
         f"Phases: artifacts `generation-progress-{run.id}`, `generation-summary-{run.id}` "
         "on the generate subflow runs; the recall evaluation on the train subflow run.",
     ]
     return "\n".join(lines)
+
+
+def usage_markdown(usage: dict[str, Any]) -> list[str]:
+    """The run's usage as a markdown table (after a blank line), or nothing."""
+    if not usage:
+        return []
+    rows = [f"| {key} | {value:g} |" for key, value in sorted(usage.items())]
+    return ["", "| usage | value |", "| --- | --- |", *rows]
 
 
 def _key(run: TrainingRun) -> str:

@@ -29,7 +29,7 @@ from dmflow.training.base import (
     TrainerUnavailable,
     TrainingError,
 )
-from dmflow.training.evaluation import RECALL_AT, split_by_chunk
+from dmflow.training.evaluation import recall_rows, split_by_chunk
 from dmflow.training.factory import build_trainer
 from flows.events import flow_store
 from flows.heartbeat import heartbeat
@@ -43,7 +43,6 @@ Split = tuple[list[TrainingPair], list[TrainingPair]]
 
 
 def recall_markdown(run: TrainingRun, metrics: dict[str, Any]) -> str:
-    before, after = metrics.get("before", {}), metrics.get("after", {})
     lines = [
         f"# Deep Memory training of run `{run.id}`",
         "",
@@ -55,14 +54,9 @@ def recall_markdown(run: TrainingRun, metrics: dict[str, Any]) -> str:
         "| recall | before | after | change |",
         "| --- | --- | --- | --- |",
     ]
-    for k in RECALL_AT:
-        key = f"recall@{k}"
-        if key in before:
-            was, now = before[key], after.get(key)
-            change = f"{100 * (now - was):+.1f} pts" if now is not None else ""
-            shown = f"{now:.3f}" if now is not None else "n/a"
-            lines.append(f"| @{k} | {was:.3f} | {shown} | {change} |")
-    if before and not after:
+    for key, was, now, change in recall_rows(metrics):
+        lines.append(f"| {key.removeprefix('recall')} | {was} | {now} | {change} |")
+    if metrics.get("before") and not metrics.get("after"):
         lines += [
             "",
             "`after`: the managed service does not report recall to dmflow; the figures above "

@@ -13,6 +13,7 @@ from rich.text import Text
 from dmflow.models import TrainingRun
 from dmflow.run_ids import short
 from dmflow.status import RunStatus
+from dmflow.training.evaluation import recall_rows
 
 
 def status_style(status: RunStatus) -> str:
@@ -73,15 +74,14 @@ def runs_table(runs: list[TrainingRun], width: int, now: datetime | None = None)
     return table
 
 
-def _recall_table(metrics: dict[str, Any]) -> Table | None:
-    before, after = metrics.get("before") or {}, metrics.get("after") or {}
-    if not before:
+def recall_table(metrics: dict[str, Any], **style: Any) -> Table | None:
+    """The run's recall before/after, or None when it has none; `style`: Table options."""
+    rows = recall_rows(metrics)
+    if not rows:
         return None
-    table = Table("recall", "before", "after", "change", box=None, padding=(0, 2, 0, 0))
-    for key, was in before.items():
-        now = after.get(key)
-        change = "" if now is None else f"{100 * (now - was):+.1f} pts"
-        table.add_row(key, f"{was:.3f}", "n/a" if now is None else f"{now:.3f}", change)
+    table = Table("recall", "before", "after", "change", **style)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
@@ -127,7 +127,7 @@ def run_card(run: TrainingRun, ui: str | None, now: datetime | None = None) -> G
         facts.add_row("resume", f"dmflow recover {short(run.id)}")
         facts.add_row("or drop", f"dmflow delete {short(run.id)}")
     parts: list[Any] = [head, facts]
-    if recall := _recall_table(run.metrics or {}):
+    if recall := recall_table(run.metrics or {}, box=None, padding=(0, 2, 0, 0)):
         parts += [Text(""), recall]
     if ui and run.flow_run_id:  # a line of its own, never folded: it is copied whole
         address = f"{ui}/runs/flow-run/{run.flow_run_id}"
