@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dmflow.db.local_postgres import LocalPostgres
 from dmflow.errors import ConfigurationError
-from dmflow.local_services import owned_directory
+from dmflow.local_services import owned_directory, reachable_by_others
 from dmflow.prefect_server import EmbeddedPrefectServer
 from dmflow.settings import Settings
 from dmflow.store.base import RunStore
@@ -16,17 +16,12 @@ from dmflow.store.base import RunStore
 PREFECT_DATABASE_NAME = "prefect"
 
 
-def _reachable_by_others(path: Path) -> bool:
-    """Whether every existing directory above `path` lets other users pass."""
-    return all(parent.stat().st_mode & 0o001 for parent in path.parents if parent.exists())
-
-
 def embedded_database_dir(settings: Settings) -> Path:
     """`<data dir>/postgres`; as root, when the `postgres` user (who runs the server,
     since PostgreSQL refuses root) cannot reach it - a checkout under /root, say -
     a directory of its own under /var/lib/dmflow instead."""
     wanted = owned_directory(settings.resolved_data_dir()) / "postgres"
-    if os.geteuid() != 0 or _reachable_by_others(wanted):
+    if os.geteuid() != 0 or reachable_by_others(wanted):
         return wanted
     digest = hashlib.sha1(str(wanted).encode()).hexdigest()[:12]
     fallback = Path("/var/lib/dmflow") / f"postgres-{digest}"

@@ -42,6 +42,20 @@ def owned_directory(path: Path, *, also_owned_by: int | None = None) -> Path:
     return path
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, from its first byte (and after, if it
+    existed with a wider mode)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    os.chmod(path, 0o600)
+
+
+def reachable_by_others(path: Path) -> bool:
+    """Whether every existing directory above `path` lets other users pass."""
+    return all(parent.stat().st_mode & stat.S_IXOTH for parent in path.parents if parent.exists())
+
+
 @contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created if missing) for the block."""

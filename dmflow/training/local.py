@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dmflow.driver import process_exists
-from dmflow.local_services import owned_directory
+from dmflow.local_services import owned_directory, write_private
 from dmflow.models import TrainingPair
 from dmflow.settings import Settings
 from dmflow.training.base import JobState, JobStatus, TrainingError
@@ -230,7 +230,5 @@ class LocalAdapterTrainer:
     def _write(jobs: Path, job_id: str, **record: Any) -> None:
         # Write-then-rename: a reader never sees half a state file.
         temporary = jobs / f"{job_id}.json.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(json.dumps(record, default=str))
+        write_private(temporary, json.dumps(record, default=str))
         temporary.replace(jobs / f"{job_id}.json")
