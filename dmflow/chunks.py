@@ -172,9 +172,7 @@ class DeepLakeChunkSource:
 def check_usable(dataset: str, settings: Settings) -> int:
     """Refuse, before a run exists for it, a dataset no phase can use: missing, without
     the VectorStore's `id`, `text` and `embedding` tensors, or empty. Its chunk count."""
-    source = open_chunk_source(dataset, settings)
-    if source.total == 0:
-        raise ChunkSourceError(f"dataset {dataset} has no chunks: add some, then run again")
+    source = open_chunk_source(dataset, settings)  # refuses a missing or empty one itself
     if "embedding" not in source.tensor_names:
         raise ChunkSourceError(
             f"dataset {dataset} has no 'embedding' tensor (it has: "
