@@ -79,7 +79,7 @@ class Recorder:
                 self.max_pairs,
                 left.key,
             )
-            self.latest = _newest(self.latest, recorded)
+            self.latest = recorded
 
     async def _record_as_it_comes(self) -> None:
         while await self.harvest.ready(RECORD_EVERY_CHUNKS, RECORD_EVERY_S):
@@ -99,10 +99,5 @@ class Recorder:
             self.store, self.run, batch, self.max_pairs, f"{self._records}-{first}"
         )
         forget_results(batch, recorded)
-        self.latest = _newest(self.latest, recorded)
+        self.latest = recorded  # records run one at a time: the newest counts it all
         await self._on_recorded(self.latest)
-
-
-def _newest(latest: TrainingRun, recorded: TrainingRun) -> TrainingRun:
-    """Records may come back in any order; the counters only grow."""
-    return max(latest, recorded, key=lambda r: (r.processed_chunks, r.pair_count))
