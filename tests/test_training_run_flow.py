@@ -149,3 +149,13 @@ def test_run_command_exit_codes(
     assert refused.returncode == 1
     assert "error: no DeepLake dataset" in refused.stderr
     assert "Finished in state Failed" in refused.stderr  # --verbose keeps Prefect's lines
+    # A failure dmflow explains is one line in Prefect's log too; its traceback only at
+    # debug level.
+    assert "Encountered exception during execution: " in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    debug = dmflow(
+        "run", str(tmp_path / "nowhere"), "--verbose", env={**env, "PREFECT_LOGGING_LEVEL": "DEBUG"}
+    )
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr and "error: no DeepLake dataset" in debug.stderr

@@ -113,9 +113,10 @@ class OpenAIQuestionGenerator:
         outcomes = await _all_or_none(self._one(chunk, tally) for chunk in chunks)
         failed = [o for o in outcomes if o.request_failed]
         if failed and len(failed) == len(outcomes):
+            reason = str(failed[-1].result.reason).rstrip(".")
             raise GenerationFailed(
                 f"every request of a batch of {len(outcomes)} chunk(s) failed; last reason: "
-                f"{failed[-1].result.reason}. Check the endpoint (DMFLOW_LLM_BASE_URL) and its "
+                f"{reason}. Check the endpoint (DMFLOW_LLM_BASE_URL) and its "
                 "limits, then recover the run"
             )
         return GeneratedBatch(results=[o.result for o in outcomes], usage=tally.usage)
