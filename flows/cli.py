@@ -30,6 +30,7 @@ from dmflow.models import Recovery, TrainingRun
 from dmflow.params import RunParams
 from dmflow.redaction import scrub
 from dmflow.run_ids import resolve_run
+from dmflow.settings import Settings
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
 from flows.views import recall_table, run_card, runs_table
@@ -160,11 +161,20 @@ def sample(
         bool, typer.Option("--large", help="Also the standard library's docstrings.")
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what is there.")] = False,
+    embedder: Annotated[
+        str,
+        typer.Option(
+            "--embedder",
+            help="What embeds the chunks: hashing-<d>, sentence-transformers:<model dir>.",
+        ),
+    ] = "hashing-512",
 ) -> None:
     """Build a local sample DeepLake dataset from Python's own documentation (offline)."""
+    from dmflow.embedding.factory import build_embedder
     from dmflow.sample import build_sample_dataset
 
-    written = build_sample_dataset(path, large=large, overwrite=overwrite)
+    chosen = build_embedder(embedder, Settings())
+    written = build_sample_dataset(path, large=large, overwrite=overwrite, embedder=chosen)
     out.print(f"wrote {written} chunks to {path.expanduser().resolve()}")
 
 

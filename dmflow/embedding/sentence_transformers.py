@@ -31,6 +31,7 @@ class SentenceTransformerEmbedder:
                 "the sentence-transformers embedder needs the optional extra: "
                 "pip install 'dmflow[sentence-transformers]'"
             ) from None
+        _quiet_transformers()
         self._model: Any = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         self._batch_size = batch_size
         # sentence-transformers 6 renamed the method; 3-5 only have the old name.
@@ -45,3 +46,13 @@ class SentenceTransformerEmbedder:
             list(texts), batch_size=self._batch_size, convert_to_numpy=True, show_progress_bar=False
         )
         return normalised(vectors)
+
+
+def _quiet_transformers() -> None:
+    """transformers draws a progress bar on stderr for every model load: in a flow's log
+    or a CLI status line that is noise, so it is switched off (its warnings stay)."""
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        return
+    transformers_logging.disable_progress_bar()
