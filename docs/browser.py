@@ -82,6 +82,10 @@ class Browser:
         self.open(f"{self.ui}/artifacts/key/{key}")
         self.page.locator("a[href*='/artifacts/artifact/']").first.click()
         self.page.wait_for_load_state("networkidle")
+        # The UI scrolls inside its own pane, so a full-page shot stops at the window:
+        # a taller window shows the whole summary, usage included.
+        self.page.set_viewport_size({"width": VIEWPORT["width"], "height": 1300})
         self.page.wait_for_timeout(1000)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(path), full_page=True)
+        self.page.screenshot(path=str(path))
+        self.page.set_viewport_size(VIEWPORT)

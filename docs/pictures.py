@@ -26,8 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,43 +61,6 @@ def refusing_after(chunks: int) -> Any:
         return unauthorized(text, attempt)
 
     return script
-
-
-@contextmanager
-def served(env: dict[str, str], log: Path) -> Iterator[None]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            yield
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def deployment_run(env: dict[str, str], *params: str) -> None:
-    """What a script does: `prefect deployment run training-run/training-run --watch`."""
-    command = [sys.executable, "-m", "prefect", "deployment", "run"]
-    command += ["training-run/training-run", "--watch"]
-    for param in params:
-        command += ["--param", param]
-    deadline = time.monotonic() + 90
-    while True:  # the deployments appear a few seconds after `dmflow serve` starts
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-        if "not found" not in (done.stdout + done.stderr).lower():
-            return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the served deployments never appeared:\n{done.stderr}")
-        time.sleep(1)
 
 
 def pause_sweep(env: dict[str, str]) -> None:
@@ -140,6 +101,7 @@ def main() -> None:
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"no {CHROMIUM}: apt install chromium")
     from dmflow.testing.llm_server import start_llm_server
+    from dmflow.testing.served import deployment_run, dmflow_serve
 
     data = Path(tempfile.mkdtemp(prefix="dmflow-pictures-"))
     llm, httpd = start_llm_server()
@@ -156,8 +118,9 @@ def main() -> None:
         dataset = data / "python-docs"
         dmflow(env, "sample", str(dataset))
         ui = start_prefect(env)
-        with served(env, data / "serve.log"):
-            deployment_run(env, f"dataset={dataset}", "generator=openai", "questions_per_chunk=4")
+        with dmflow_serve(env, data / "serve.log", ROOT):
+            params = (f"dataset={dataset}", "generator=openai", "questions_per_chunk=4")
+            deployment_run(env, "training-run", *params, cwd=ROOT, appear_within_s=90)
             failed = wait_for(env, "generating_failed")
             pause_sweep(env)
             print(f"generation failed at {failed['processed_chunks']} chunks: retrying in the UI")

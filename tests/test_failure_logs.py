@@ -24,13 +24,14 @@ class Collected(logging.Handler):
 @pytest.fixture(params=RUN_LOGGERS)
 def run_logger(request: pytest.FixtureRequest) -> Iterator[tuple[logging.Logger, Collected]]:
     logger = logging.getLogger(request.param)
-    handler, level = Collected(), logger.level
-    logger.addHandler(handler)
+    # Only this handler: Prefect's own would send the records to an API outside any run.
+    handler, level, handlers = Collected(), logger.level, logger.handlers[:]
+    logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)
     try:
         yield logger, handler
     finally:
-        logger.removeHandler(handler)
+        logger.handlers[:] = handlers
         logger.setLevel(level)
 
 

@@ -7,7 +7,6 @@ import asyncio
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,8 @@ from prefect.states import AwaitingRetry
 
 from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
+from dmflow.testing.served import deployment_run as served_deployment_run
+from dmflow.testing.served import dmflow_serve
 from tests.fixtures.llm_server import LLMServer, unauthorized, valid_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,39 +37,15 @@ def served(
         "DMFLOW_LLM_API_KEY": "test-key",
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",
     }
-    log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with dmflow_serve(env, tmp_path / "serve.log", ROOT):
         yield env
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def deployment_run(
     env: dict[str, str], name: str, *params: str
 ) -> subprocess.CompletedProcess[str]:
     """What a script does: `prefect deployment run NAME --param k=v --watch`."""
-    command = [sys.executable, "-m", "prefect", "deployment", "run", f"{name}/{name}", "--watch"]
-    for param in params:
-        command += ["--param", param]
-    deadline = time.monotonic() + 60
-    while True:  # the served deployments appear a few seconds after `dmflow serve` starts
-        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-        if "not found" not in (result.stdout + result.stderr).lower():
-            return result
-        assert time.monotonic() < deadline, result.stdout + result.stderr
-        time.sleep(1)
+    return served_deployment_run(env, name, *params, cwd=ROOT)
 
 
 def copy_of(sample_dataset: str, tmp_path: Path, name: str) -> str:
