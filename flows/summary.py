@@ -11,7 +11,7 @@ from prefect.artifacts import acreate_markdown_artifact
 
 from dmflow.models import TrainingRun
 from dmflow.run_ids import short
-from dmflow.training.evaluation import recall_rows
+from dmflow.training.recall_rows import recall_rows
 
 logger = logging.getLogger("dmflow.summary")
 

@@ -29,8 +29,9 @@ from dmflow.training.base import (
     TrainerUnavailable,
     TrainingError,
 )
-from dmflow.training.evaluation import recall_rows, split_by_chunk
+from dmflow.training.evaluation import split_by_chunk
 from dmflow.training.factory import build_trainer
+from dmflow.training.recall_rows import recall_rows
 from flows.events import flow_store
 from flows.heartbeat import heartbeat
 from flows.hooks import phase_failure_hook

@@ -13,7 +13,7 @@ from rich.text import Text
 from dmflow.models import TrainingRun
 from dmflow.run_ids import short
 from dmflow.status import RunStatus
-from dmflow.training.evaluation import recall_rows
+from dmflow.training.recall_rows import recall_rows
 
 
 def status_style(status: RunStatus) -> str:

@@ -75,3 +75,16 @@ def test_no_function_is_long() -> None:
         and (length := (node.end_lineno or node.lineno) - node.lineno + 1) > MAX_FUNCTION_LINES
     ]
     assert long == []
+
+
+def test_the_cli_starts_without_the_heavy_libraries() -> None:
+    """`dmflow runs` and `dmflow show` print a table: loading numpy, httpx (the Supabase
+    adapter) or Prefect for that added about a second to every command."""
+    probe = (
+        "import sys, flows.cli\n"
+        "print(sorted(m for m in ('numpy', 'httpx', 'prefect', 'deeplake') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"

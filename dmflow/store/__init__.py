@@ -1,7 +1,6 @@
-"""The run store: every read and write of runs, pairs and the chunk ledger."""
+"""The run store: every read and write of runs, pairs and the chunk ledger.
 
-from dmflow.store.base import RunStore
-from dmflow.store.postgres import PostgresRunStore
-from dmflow.store.supabase import SupabaseRunStore
-
-__all__ = ["PostgresRunStore", "RunStore", "SupabaseRunStore"]
+`base` holds the protocol; `postgres` and `supabase` the adapters, imported where one
+is chosen (`dmflow.database.open_store`), so that a command that only reads settings
+does not load psycopg and httpx.
+"""

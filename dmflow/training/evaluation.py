@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -18,19 +17,6 @@ HOLDOUT_FRACTION = 0.10
 def is_held_out(chunk_id: str, fraction: float = HOLDOUT_FRACTION) -> bool:
     """Deterministic: the same chunk is always on the same side, across runs and resumes."""
     return zlib.crc32(chunk_id.encode()) % 10_000 < fraction * 10_000
-
-
-def recall_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(`recall@k`, before, after, change) as people read them, for every table of a
-    run's recall: `after` is `n/a` when the trainer reported none (the managed service)."""
-    before, after = metrics.get("before") or {}, metrics.get("after") or {}
-    rows = []
-    for key, was in before.items():
-        now = after.get(key)
-        shown = "n/a" if now is None else f"{now:.3f}"
-        change = "" if now is None else f"{100 * (now - was):+.1f} pts"
-        rows.append((key, f"{was:.3f}", shown, change))
-    return rows
 
 
 def split_by_chunk(
