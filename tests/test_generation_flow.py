@@ -136,6 +136,22 @@ def test_a_bad_key_marks_the_run_generating_failed(
     assert "GenerationFailed" in failed.error_message and "API key" in failed.error_message
 
 
+def test_an_endpoint_that_answers_nothing_leaves_every_chunk_to_ask_again(
+    env: dict[str, str], store: PostgresRunStore, sample_dataset: str, llm_server: LLMServer
+) -> None:
+    # The endpoint is down: a chunk it never answered has no result. Recorded as skipped,
+    # it would never be asked again when the run is recovered.
+    llm_server.script = lambda text, n: scripts.Reply(503, "{}", {"Retry-After": "0"})
+    run = store.create_run(sample_dataset, params={"generator": "openai", "batch_size": 16})
+    with pytest.raises(Exception, match="every request"):
+        asyncio.run(generate_training_data(run.id))
+    failed = store.get_run(run.id)
+    assert failed.status is RunStatus.GENERATING_FAILED
+    assert store.recorded_chunk_ids(run.id) == set()
+    assert failed.processed_chunks == 0 and llm_server.total_requests > 0
+    assert failed.usage.get("requests", 0) > 0  # what was sent is still counted
+
+
 def test_a_fatal_error_still_records_what_the_batches_in_flight_finished(
     env: dict[str, str],
     store: PostgresRunStore,

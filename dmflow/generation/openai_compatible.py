@@ -112,18 +112,24 @@ class OpenAIQuestionGenerator:
         tally = _Tally(harvest)
         outcomes = await _all_or_none(self._one(chunk, tally) for chunk in chunks)
         failed = [o for o in outcomes if o.request_failed]
-        if failed and len(failed) == len(outcomes):
+        if failed and len(failed) == len(outcomes):  # none recorded: all asked again
             reason = str(failed[-1].result.reason).rstrip(".")
             raise GenerationFailed(
                 f"every request of a batch of {len(outcomes)} chunk(s) failed; last reason: "
                 f"{reason}. Check the endpoint (DMFLOW_LLM_BASE_URL) and its "
                 "limits, then recover the run"
             )
+        for given_up in failed:  # answered siblings: the endpoint works, this chunk not
+            tally.done(given_up.result)
         return GeneratedBatch(results=[o.result for o in outcomes], usage=tally.usage)
 
     async def _one(self, chunk: Chunk, usage: _Tally) -> _Outcome:
         outcome = await self._answer(chunk, usage)
-        usage.done(outcome.result)
+        # A chunk whose requests all failed is held back until its batch ends: if every
+        # chunk of the batch failed, the endpoint is down, and a chunk recorded as skipped
+        # now would never be asked again when the run is recovered.
+        if not outcome.request_failed:
+            usage.done(outcome.result)
         return outcome
 
     async def _answer(self, chunk: Chunk, usage: _Tally) -> _Outcome:
