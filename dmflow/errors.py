@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from uuid import UUID
 
+SHORT_ID = 8
+"""Characters of a run id shown to people and put in commands (like git's short hashes);
+every command takes a unique prefix of 6 or more."""
+
 
 class DmflowError(Exception):
     """Base class: an error dmflow can explain to the person running it."""
@@ -36,15 +40,15 @@ class RunBlocked(DmflowError):
         self.dataset = dataset
         self.run_id = str(run_id)
         self.status = status
+        ref = self.run_id[:SHORT_ID]
         if status.endswith("_failed"):
             advice = (
-                f"recover it with `dmflow recover {self.run_id}` "
-                f"or delete it with `dmflow delete {self.run_id}`"
+                f"recover it with `dmflow recover {ref}` or delete it with `dmflow delete {ref}`"
             )
         else:
             advice = (
-                f"wait for it to finish (`dmflow show {self.run_id}`); if its process died, "
-                f"`dmflow recover {self.run_id}` resumes it once it is marked failed"
+                f"wait for it to finish (`dmflow show {ref}`); if its process died, "
+                f"`dmflow recover {ref}` resumes it once it is marked failed"
             )
         super().__init__(
             f"dataset {dataset!r} already has an unfinished training run {self.run_id} "
@@ -71,7 +75,7 @@ class ConcurrentUpdate(DmflowError):
         now = f" (it is now {status} at attempt {attempt})" if status is not None else ""
         super().__init__(
             f"training run {self.run_id} was changed by someone else{now}; it may already be "
-            f"being recovered: check `dmflow show {self.run_id}` before trying again"
+            f"being recovered: check `dmflow show {self.run_id[:SHORT_ID]}` before trying again"
         )
 
 

@@ -19,6 +19,7 @@ from uuid import UUID
 from dmflow.errors import ConcurrentUpdate
 from dmflow.models import TrainingRun
 from dmflow.params import RunParams
+from dmflow.run_ids import short
 from dmflow.settings import Settings
 from dmflow.status import Phase, RunStatus
 from dmflow.store.base import RunStore
@@ -171,7 +172,7 @@ def interrupted_message(run: TrainingRun, how: str) -> str:
         if run.status.phase is Phase.GENERATION
         else f"while training ({run.pair_count} pairs)"
     )
-    return f"interrupted ({how}) {where}: resume with `dmflow recover {run.id}`"
+    return f"interrupted ({how}) {where}: resume with `dmflow recover {short(run.id)}`"
 
 
 def fail_phase(

@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 from uuid import UUID
 
-from dmflow.errors import DmflowError, RunNotFound
+from dmflow.errors import SHORT_ID, DmflowError, RunNotFound
 from dmflow.models import TrainingRun
 from dmflow.store.base import RunStore
 
 MIN_PREFIX = 6
-SHORT = 8
+SHORT = SHORT_ID
 """How many characters of an id the CLI shows."""
 
 _HEX = re.compile(r"[0-9a-f]+")

@@ -29,7 +29,7 @@ from dmflow.errors import ConfigurationError, DmflowError
 from dmflow.models import Recovery, TrainingRun
 from dmflow.params import RunParams
 from dmflow.redaction import scrub
-from dmflow.run_ids import resolve_run
+from dmflow.run_ids import resolve_run, short
 from dmflow.settings import Settings
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
@@ -308,7 +308,7 @@ def _run_interruptibly(call: Any, interrupted_run: Callable[[], TrainingRun | No
 def _stored_status(run: TrainingRun) -> str:
     with _store() as store:
         now = store.get_run(run.id)
-    resume = f"; resume with `dmflow recover {now.id}`" if now.status.is_failed else ""
+    resume = f"; resume with `dmflow recover {short(now.id)}`" if now.status.is_failed else ""
     return f"{now.status.value} at {_progress(now)} chunks{resume}"
 
 

@@ -258,5 +258,5 @@ def test_an_interrupted_phase_says_where_it_stopped_and_how_to_resume(
     )
     assert failed is not None and failed.status is RunStatus.GENERATING_FAILED
     assert failed.error_message == (
-        f"interrupted (Ctrl-C) at 48/314 chunks: resume with `dmflow recover {run.id}`"
+        f"interrupted (Ctrl-C) at 48/314 chunks: resume with `dmflow recover {str(run.id)[:8]}`"
     )

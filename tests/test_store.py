@@ -68,8 +68,8 @@ def test_unfinished_run_blocks_a_new_one_and_is_named(store: PostgresRunStore) -
     with pytest.raises(RunBlocked) as blocked:
         store.create_run("ds")
     message = str(blocked.value)
-    assert f"dmflow recover {failed.id}" in message
-    assert f"dmflow delete {failed.id}" in message
+    assert f"dmflow recover {str(failed.id)[:8]}" in message
+    assert f"dmflow delete {str(failed.id)[:8]}" in message
 
 
 def test_only_completed_runs_do_not_block(db: Database, store: PostgresRunStore) -> None:
