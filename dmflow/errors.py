@@ -5,8 +5,9 @@ from __future__ import annotations
 from uuid import UUID
 
 SHORT_ID = 8
-"""Characters of a run id shown to people and put in commands (like git's short hashes);
-every command takes a unique prefix of 6 or more."""
+"""Characters of a run id shown to people and put in commands (like git's short hashes;
+every command takes a unique prefix of 6 or more). Here, not in `run_ids`, because these
+errors' messages need it and `run_ids` needs these errors."""
 
 
 class DmflowError(Exception):

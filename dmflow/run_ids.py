@@ -11,8 +11,6 @@ from dmflow.models import TrainingRun
 from dmflow.store.base import RunStore
 
 MIN_PREFIX = 6
-SHORT = SHORT_ID
-"""How many characters of an id the CLI shows."""
 
 _HEX = re.compile(r"[0-9a-f]+")
 
@@ -26,7 +24,7 @@ class AmbiguousRunId(DmflowError):
 
 
 def short(run_id: UUID) -> str:
-    return str(run_id)[:SHORT]
+    return str(run_id)[:SHORT_ID]
 
 
 def parse_prefix(text: str) -> str:

@@ -162,18 +162,19 @@ def sample(
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what is there.")] = False,
     embedder: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--embedder",
-            help="What embeds the chunks: hashing-<d>, sentence-transformers:<model dir>.",
+            help="What embeds the chunks: hashing-<d> (default hashing-512), "
+            "sentence-transformers:<model dir>.",
         ),
-    ] = "hashing-512",
+    ] = None,
 ) -> None:
     """Build a local sample DeepLake dataset from Python's own documentation (offline)."""
-    from dmflow.embedding.factory import build_embedder
+    from dmflow.embedding.factory import DEFAULT_EMBEDDER, build_embedder
     from dmflow.sample import build_sample_dataset
 
-    chosen = build_embedder(embedder, Settings())
+    chosen = build_embedder(embedder or DEFAULT_EMBEDDER, Settings())
     written = build_sample_dataset(path, large=large, overwrite=overwrite, embedder=chosen)
     out.print(f"wrote {written} chunks to {path.expanduser().resolve()}")
 
