@@ -30,7 +30,6 @@ from dmflow.models import Recovery, TrainingRun
 from dmflow.params import RunParams
 from dmflow.redaction import scrub
 from dmflow.run_ids import resolve_run, short
-from dmflow.settings import Settings
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
 from flows.views import recall_table, run_card, runs_table
@@ -174,7 +173,7 @@ def sample(
     from dmflow.embedding.factory import DEFAULT_EMBEDDER, build_embedder
     from dmflow.sample import build_sample_dataset
 
-    chosen = build_embedder(embedder or DEFAULT_EMBEDDER, Settings())
+    chosen = build_embedder(embedder or DEFAULT_EMBEDDER, resources.settings())
     written = build_sample_dataset(path, large=large, overwrite=overwrite, embedder=chosen)
     out.print(f"wrote {written} chunks to {path.expanduser().resolve()}")
 
