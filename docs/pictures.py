@@ -100,7 +100,7 @@ def main() -> None:
 
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"no {CHROMIUM}: apt install chromium")
-    from dmflow.testing.llm_server import start_llm_server
+    from dmflow.testing.llm_server import start_llm_server, valid_json
     from dmflow.testing.served import deployment_run, dmflow_serve
 
     data = Path(tempfile.mkdtemp(prefix="dmflow-pictures-"))
@@ -124,7 +124,7 @@ def main() -> None:
             failed = wait_for(env, "generating_failed")
             pause_sweep(env)
             print(f"generation failed at {failed['processed_chunks']} chunks: retrying in the UI")
-            llm.script = refusing_after(10**9)
+            llm.script = valid_json  # the key works again
             with Browser(ui, env["PREFECT_API_AUTH_STRING"]) as browser:
                 flow_run = f"{ui}/runs/flow-run/{failed['flow_run_id']}"
                 browser.retry(flow_run)
@@ -133,8 +133,8 @@ def main() -> None:
                 browser.artifact(f"training-run-{run['id']}", IMAGES / "summary-artifact.png")
         # The plot shows what the demo prints: the local generator on the sample corpus
         # (the test LLM's template questions above make a different, lower curve).
-        dmflow(env, "run", str(dataset))
-        write_recall_plot(wait_for(env, "completed")["metrics"], IMAGES / "recall.svg")
+        dmflow(env, "run", str(dataset))  # returns once the run completed, else exits
+        write_recall_plot(the_run(env)["metrics"], IMAGES / "recall.svg")
         print(f"wrote {', '.join(p.name for p in sorted(IMAGES.iterdir()))} to {IMAGES}")
     finally:
         httpd.shutdown()
@@ -150,9 +150,9 @@ def start_prefect(env: dict[str, str]) -> str:
     for `prefect deployment run`."""
     code = (
         "import json\n"
+        "from dmflow import resources\n"
         "from dmflow.database import embedded_prefect_server\n"
-        "from dmflow.settings import Settings\n"
-        "server = embedded_prefect_server(Settings())\n"
+        "server = embedded_prefect_server(resources.settings())\n"
         "state = server.ensure_running()\n"
         "print(json.dumps([state.api_url, state.ui_url, server.auth_string()]))\n"
     )
