@@ -471,10 +471,12 @@ def serve_deployments() -> None:
 @app.command()
 def demo() -> None:
     """Build the sample dataset and run a whole training run offline."""
+    from dmflow.local_services import owned_directory
     from dmflow.sample import build_sample_dataset
 
-    settings = resources.settings()
-    dataset = settings.resolved_data_dir() / "sample"
+    # The data directory is made here (0700), before the sample is written into it: made
+    # by DeepLake's own mkdir, it was world-readable, and so were the sample and adapter.
+    dataset = owned_directory(resources.settings().resolved_data_dir()) / "sample"
     if not (dataset / "dataset_meta.json").is_file():
         written = build_sample_dataset(dataset, overwrite=True)
         out.print(

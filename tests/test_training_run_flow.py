@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import stat
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -112,14 +113,19 @@ def test_an_unusable_dataset_is_refused_before_a_run_exists(
 
 
 def test_demo_runs_offline_and_prints_recall(
-    dmflow: CliRunner, flow_env: dict[str, str], store: PostgresRunStore
+    dmflow: CliRunner, flow_env: dict[str, str], store: PostgresRunStore, tmp_path: Path
 ) -> None:
-    result = dmflow("demo", env=clean_env(**flow_env), timeout=600)
+    data = tmp_path / "new" / ".dmflow"  # as on a fresh checkout: nothing there yet
+    env = clean_env(**{**flow_env, "DMFLOW_DATA_DIR": str(data)})
+    result = dmflow("demo", env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "built the sample dataset" in result.stdout
     assert "recall@10" in result.stdout and "pts" in result.stdout
     [run] = store.list_runs()
     assert run.status is RunStatus.COMPLETED
+    # The sample and its adapter live in the data directory: other users see none of it.
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert run.dataset == str(data / "sample")
 
 
 def test_run_command_exit_codes(
