@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.llm_server",
     "tests.fixtures.prefect",
     "tests.fixtures.activeloop_server",
+    "tests.fixtures.supabase_cli",
 ]
 
 
