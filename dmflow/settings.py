@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     or in /usr/lib/postgresql when unset."""
     db_pool_max_size: int = Field(default=4, ge=1, le=64)
     db_connect_timeout_s: float = Field(default=10.0, gt=0)
+    db_outage_wait_s: float = Field(default=30.0, gt=0)
+    """How long generation waits for a database that does not answer before its phase
+    stops; meanwhile nothing more is asked of the LLM."""
 
     activeloop_token: SecretStr | None = None
     """Token for `hub://` datasets and Activeloop Deep Memory."""
@@ -53,6 +56,10 @@ class Settings(BaseSettings):
     llm_tokens_per_minute: float | None = Field(default=None, gt=0)
     llm_timeout_s: float = Field(default=60.0, gt=0)
     llm_max_attempts: int = Field(default=5, ge=1, le=20)
+    llm_outage_wait_s: float = Field(default=300.0, gt=0)
+    """How long an LLM endpoint that fails every request (an outage, a restart) may hold a
+    run before its phase fails; it resumes with `dmflow recover`. An endpoint that has not
+    answered once since the phase started gets at most 30 s."""
     llm_cost_per_1k_prompt_tokens: float = Field(default=0.0, ge=0)
     llm_cost_per_1k_completion_tokens: float = Field(default=0.0, ge=0)
 

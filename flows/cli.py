@@ -25,7 +25,7 @@ from rich.markup import escape
 from dmflow import interrupts, resources
 from dmflow.database import database_url
 from dmflow.db.migrations import apply_migrations, discover, pending
-from dmflow.errors import ConfigurationError, DmflowError
+from dmflow.errors import ConfigurationError, DatabaseUnavailable, DmflowError
 from dmflow.models import Recovery, TrainingRun
 from dmflow.params import RunParams
 from dmflow.redaction import scrub
@@ -211,7 +211,11 @@ class _ProgressDisplay(threading.Thread):
         starting = "starting the training run"
         with err.status(starting) as line, _store() as store:
             while not self.stopped.wait(1.0):
-                runs = store.list_runs(dataset=self.dataset, limit=1)
+                try:
+                    runs = store.list_runs(dataset=self.dataset, limit=1)
+                except DatabaseUnavailable:
+                    continue  # the flow reports it, once it has waited for it
+
                 if runs and runs[0].created_at and runs[0].created_at >= self.started:
                     line.update(_describe(runs[0]))
 
@@ -336,6 +340,8 @@ def _run_flow(dataset: str, params: RunParams, verbose: bool = False) -> Trainin
     _print_flow_run(ui, state)
     if isinstance(outcome, TrainingRun):
         return outcome
+    if isinstance(outcome, DatabaseUnavailable):
+        raise outcome  # it says what is safe and what to do; the run cannot be read now
     with _store() as store:  # failed: the run this flow run made, if it made one
         flow_run_id = state.state_details.flow_run_id
         run = store.find_run_by_flow_run_id(flow_run_id) if flow_run_id else None

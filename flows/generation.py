@@ -24,13 +24,15 @@ from prefect.artifacts import (
 from dmflow import lifecycle, resources
 from dmflow.chunks import Chunk, open_chunk_source
 from dmflow.errors import ConcurrentUpdate
-from dmflow.generation.base import QuestionGenerator
+from dmflow.generation.base import ChunksUnanswered, QuestionGenerator
 from dmflow.generation.factory import build_generator
-from dmflow.models import TrainingRun
+from dmflow.generation.harvest import Harvest, RecordingStopped
+from dmflow.generation.outage import EndpointOutage
+from dmflow.models import ChunkResult, TrainingRun
 from dmflow.params import RunParams
 from dmflow.settings import Settings
 from dmflow.status import Phase, RunStatus
-from dmflow.store.base import RunStore, fenced_run
+from dmflow.store.base import RunStore, fenced_run, record_storable
 from flows.events import flow_store
 from flows.heartbeat import heartbeat
 from flows.hooks import phase_failure_hook
@@ -156,27 +158,90 @@ async def _record_all(
     progress: Progress,
 ) -> TrainingRun:
     """Generate every batch, a bounded window of them in flight, while a recorder records
-    their chunks as they finish; return the run as the last record left it."""
-    recorder = Recorder(store, run, params.max_pairs, progress.update)
+    their chunks as they finish; then ask once more the chunks the endpoint never answered.
+    Return the run as the last record left it."""
+    settings = resources.settings()
+    recorder = Recorder(store, run, params.max_pairs, progress.update, settings.db_outage_wait_s)
     recorder.start()
-    index = 0
     try:
-        while recorder.latest.pair_count < params.max_pairs:
-            chunks = await asyncio.to_thread(next, batches, None)
-            if chunks is None:
-                break
-            index += 1
-            label = f"{index}-{chunks[0].id}"
-            await window.add(generate_questions(generator, chunks, recorder.harvest, label))
-            recorder.check()
-        await window.drain()
-    except BaseException:
+        await _ask(batches, generator, params, window, recorder, "")
+        later = recorder.harvest.take_unanswered()
+        if later and recorder.latest.pair_count < params.max_pairs:
+            get_run_logger().warning(
+                "%d chunks got no answer from the LLM endpoint (%s): asking them again",
+                len(later),
+                recorder.harvest.unanswered_reason,
+            )
+            again = (
+                later[i : i + params.batch_size] for i in range(0, len(later), params.batch_size)
+            )
+            await _ask(again, generator, params, window, recorder, "again-")
+    except BaseException as exc:
         await window.cancel()
         latest = await recorder.close(failed=True)
         with contextlib.suppress(Exception):  # the artifact must not hide the failure
             await progress.update(latest, force=True)  # where it stopped, not a second ago
-        raise
-    return await recorder.close(failed=False)
+        raise _explained(exc, recorder, latest) from None
+    latest = await recorder.close(failed=False)
+    return await _settle_unanswered(latest, store, recorder.harvest, params, settings)
+
+
+async def _ask(
+    batches: Iterator[list[Chunk]],
+    generator: QuestionGenerator,
+    params: RunParams,
+    window: Window[None],
+    recorder: Recorder,
+    label: str,
+) -> None:
+    index = 0
+    while recorder.latest.pair_count < params.max_pairs:
+        chunks = await asyncio.to_thread(next, batches, None)
+        if chunks is None:
+            break
+        index += 1
+        name = f"{label}{index}-{chunks[0].id}"
+        await window.add(generate_questions(generator, chunks, recorder.harvest, name))
+        recorder.check()
+    await window.drain()
+    recorder.check()
+
+
+def _explained(exc: BaseException, recorder: Recorder, latest: TrainingRun) -> BaseException:
+    """The error the phase fails with: the recorder's own when recording stopped the
+    asking; an LLM outage with where the run stands and how to resume it."""
+    if isinstance(exc, RecordingStopped) and recorder.failure() is not None:
+        return recorder.failure() or exc
+    if isinstance(exc, EndpointOutage):
+        return EndpointOutage.at(exc, latest)
+    return exc
+
+
+async def _settle_unanswered(
+    run: TrainingRun, store: RunStore, harvest: Harvest, params: RunParams, settings: Settings
+) -> TrainingRun:
+    """Chunks the endpoint did not answer even when asked again: the run cannot be
+    `generated` without them. Asked again by the next attempt, unless this attempt is the
+    last the sweep's budget allows: then they are given up (a poison request)."""
+    left = harvest.take_unanswered()
+    if not left or run.pair_count >= params.max_pairs:
+        return run
+    reason = harvest.unanswered_reason
+    if run.attempt < max(1, settings.recovery_attempt_budget):
+        raise ChunksUnanswered(run, len(left), reason)
+    given_up = [
+        ChunkResult.skipped(c.id, f"no answer in {run.attempt + 1} attempts: {reason}")
+        for c in left
+    ]
+    get_run_logger().warning(
+        "%d chunks got no answer in %d attempts (%s): recorded as skipped",
+        len(left),
+        run.attempt + 1,
+        reason,
+    )
+    return await asyncio.to_thread(
+        record_storable, store, run, given_up, {}, params.max_pairs, None
+    )
 
 
 async def _finish(

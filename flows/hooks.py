@@ -14,7 +14,7 @@ from prefect.exceptions import TerminationSignal
 from prefect.flows import FlowStateHook
 
 from dmflow import interrupts, lifecycle
-from dmflow.errors import DmflowError
+from dmflow.errors import DatabaseUnavailable, DmflowError
 from dmflow.redaction import describe, scrub
 from dmflow.status import Phase
 from flows.events import flow_store
@@ -71,6 +71,10 @@ def phase_failure_hook(phase: Phase) -> Hook:
                 driver,
                 interrupted_by=signal_behind(state),
             )
+        except DatabaseUnavailable as exc:
+            # The database is gone (the likely cause of the failure): the run stays in its
+            # phase with a driver that is gone, which `dmflow show` and the sweep see.
+            logger.warning("could not record the failure of run %s: %s", run_id, exc)
         except DmflowError:
             logger.exception("could not record the failure of run %s", run_id)
             raise
@@ -83,7 +87,11 @@ def parent_failure_hook(flow: Flow[..., Any], flow_run: FlowRun, state: State) -
     """For the parent flows: fail the run they drive in the phase the database says it is
     in. A phase status written by a subflow's own hook is never overwritten."""
     store = flow_store()
-    run = store.find_run_by_flow_run_id(flow_run.id)
+    try:
+        run = store.find_run_by_flow_run_id(flow_run.id)
+    except DatabaseUnavailable as exc:
+        logger.warning("could not record the failure of flow run %s: %s", flow_run.id, exc)
+        return
     if run is not None:
         lifecycle.fail_active_run(
             store, run, error_text(state), interrupted_by=signal_behind(state)

@@ -2,9 +2,11 @@
 
 One recorder per phase takes the harvest every `RECORD_EVERY_CHUNKS` finished chunks or
 every `RECORD_EVERY_S` seconds, whichever comes first, and records it as one `record`
-task. A kill -9 then loses at most the requests in flight and what was harvested since
-the last record. When the phase fails (an error, a signal), `close` still records what
-every batch in flight finished, and the usage of every request they sent.
+task. A request waits for room before it is sent (`UNRECORDED_LIMIT` finished chunks
+not yet recorded), so a kill -9 or a database that stops answering costs at most the
+requests in flight and that many chunks. When the phase fails (an error, a signal),
+`close` still records what every batch in flight finished, and the usage of every
+request they sent.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from collections.abc import Awaitable, Callable
 from prefect import get_run_logger
 
 from dmflow.generation.base import GeneratedBatch
-from dmflow.generation.harvest import Harvest
+from dmflow.generation.harvest import UNRECORDED_LIMIT, Harvest
 from dmflow.models import TrainingRun
 from dmflow.store.base import RunStore, record_storable
 from tasks.generation import record_batch
 from tasks.lineage import forget_results
 
-RECORD_EVERY_CHUNKS = 16
+RECORD_EVERY_CHUNKS = UNRECORDED_LIMIT // 2
+"""Half the room: the next chunks are answered while one record is being written."""
 RECORD_EVERY_S = 1.0
 LAST_RECORD_TIMEOUT_S = 3.0
 """On failure, how long the last record may take: a signal's exit waits for it."""
@@ -34,8 +37,10 @@ class Recorder:
         run: TrainingRun,
         max_pairs: int,
         on_recorded: Callable[[TrainingRun], Awaitable[None]],
+        database_wait_s: float,
     ) -> None:
         self.store, self.run, self.max_pairs = store, run, max_pairs
+        self.database_wait_s = database_wait_s
         self.latest = run
         self.harvest = Harvest()
         self._on_recorded = on_recorded
@@ -82,22 +87,41 @@ class Recorder:
             self.latest = recorded
 
     async def _record_as_it_comes(self) -> None:
-        while await self.harvest.ready(RECORD_EVERY_CHUNKS, RECORD_EVERY_S):
-            await self._record(self.harvest.take())
+        try:
+            while await self.harvest.ready(RECORD_EVERY_CHUNKS, RECORD_EVERY_S):
+                await self._record(self.harvest.take())
+        except BaseException:
+            await self.harvest.stop()  # nothing more may be asked: it could not be recorded
+            raise
 
     def check(self) -> None:
         """Raise here, in the phase, a record that failed (after its retries)."""
         if self._loop is not None and self._loop.done():
             self._loop.result()
 
+    def failure(self) -> BaseException | None:
+        """Why recording stopped, if it did."""
+        if self._loop is None or not self._loop.done() or self._loop.cancelled():
+            return None
+        return self._loop.exception()
+
     async def _record(self, batch: GeneratedBatch) -> None:
         if not batch.results and not batch.usage:
             return
         self._records += 1
         first = batch.results[0].chunk_id if batch.results else "usage"
-        recorded = await record_batch(
-            self.store, self.run, batch, self.max_pairs, f"{self._records}-{first}"
-        )
+        try:
+            recorded = await record_batch(
+                self.store,
+                self.run,
+                batch,
+                self.max_pairs,
+                f"{self._records}-{first}",
+                self.database_wait_s,
+                self.latest,
+            )
+        finally:
+            await self.harvest.recorded(len(batch.results))
         forget_results(batch, recorded)
         self.latest = recorded  # records run one at a time: the newest counts it all
         await self._on_recorded(self.latest)

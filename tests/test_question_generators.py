@@ -13,6 +13,7 @@ from dmflow.generation.base import GenerationFailed
 from dmflow.generation.cleaning import clean_questions, parse_question_list
 from dmflow.generation.local import LocalQuestionGenerator
 from dmflow.generation.openai_compatible import OpenAIGeneratorConfig, OpenAIQuestionGenerator
+from dmflow.generation.outage import EndpointOutage
 from dmflow.models import ChunkOutcome
 from tests.fixtures import llm_server as scripts
 from tests.fixtures.llm_server import LLMServer, Reply
@@ -175,24 +176,45 @@ def test_slow_responses_time_out_and_are_retried(llm_server: LLMServer) -> None:
     assert all(llm_server.requests_for(c.text) == 2 for c in CHUNKS[:2])
 
 
-def test_one_chunk_always_failing_is_skipped_not_fatal(llm_server: LLMServer) -> None:
+def test_a_chunk_whose_requests_always_fail_is_left_unanswered_not_skipped(
+    llm_server: LLMServer,
+) -> None:
     bad = CHUNKS[0].text
     llm_server.script = lambda text, n: (
         Reply(500, "{}") if text == bad else scripts.valid_json(text, n)
     )
     batch = asyncio.run(openai_generator(llm_server, max_attempts=2).generate(CHUNKS[:3]))
-    assert batch.results[0].outcome is ChunkOutcome.SKIPPED
-    assert (
-        batch.results[0].reason is not None
-        and "request failed 2 times: 500" in batch.results[0].reason
-    )
-    assert all(r.outcome is ChunkOutcome.DONE for r in batch.results[1:])
+    # No result: a transport failure is never a reason to skip a chunk for good.
+    assert [c.id for c in batch.unanswered] == ["c0"]
+    assert [r.chunk_id for r in batch.results] == ["c1", "c2"]
+    assert all(r.outcome is ChunkOutcome.DONE for r in batch.results)
+    assert llm_server.requests_for(bad) == 2
 
 
-def test_every_request_failing_fails_the_run(llm_server: LLMServer) -> None:
+def test_an_endpoint_down_for_longer_than_the_wait_fails_the_run(llm_server: LLMServer) -> None:
     llm_server.script = lambda text, n: Reply(503, "{}")
-    with pytest.raises(GenerationFailed, match="every request"):
-        asyncio.run(openai_generator(llm_server, max_attempts=2).generate(CHUNKS[:3]))
+    generator = openai_generator(llm_server, max_attempts=2, outage_wait_s=1.5, concurrency=4)
+    started = time.monotonic()
+    with pytest.raises(EndpointOutage, match=r"failed every request for \d+ s \(503"):
+        asyncio.run(generator.generate(CHUNKS))
+    assert 1.5 <= time.monotonic() - started < 5
+    # Once it is known down, one probe at a time: not every chunk's every try.
+    assert llm_server.total_requests <= 5 + 6
+
+
+def test_an_outage_holds_the_chunks_and_costs_them_no_try(llm_server: LLMServer) -> None:
+    down = scripts.outage(after_requests=3, seconds=2.0)
+    llm_server.script = down
+    chunks = [
+        Chunk(f"o{n}", f"Outage chunk {n} about subject{n} matter{n}. {TEXT}") for n in range(12)
+    ]
+    generator = openai_generator(llm_server, max_attempts=2, outage_wait_s=30, concurrency=4)
+    batch = asyncio.run(generator.generate(chunks))
+    assert batch.unanswered == []
+    assert [r.outcome for r in batch.results] == [ChunkOutcome.DONE] * len(chunks)
+    # 5 failures in a row show the outage, then one probe at a time (0.5, 1, 2 s apart...):
+    # not 12 chunks x 2 tries, and no chunk gave up.
+    assert down.failed <= 5 + 6
 
 
 def test_bad_api_key_fails_the_run_at_once(llm_server: LLMServer) -> None:

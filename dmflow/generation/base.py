@@ -9,7 +9,8 @@ from uuid import UUID, uuid4
 
 from dmflow.chunks import Chunk
 from dmflow.errors import DmflowError
-from dmflow.models import ChunkResult
+from dmflow.models import ChunkResult, TrainingRun
+from dmflow.run_ids import short
 
 if TYPE_CHECKING:
     from dmflow.generation.harvest import Harvest
@@ -17,6 +18,19 @@ if TYPE_CHECKING:
 
 class GenerationFailed(DmflowError):
     """A failure of the whole run, not of one chunk: bad key, every request failing."""
+
+
+class ChunksUnanswered(GenerationFailed):
+    """Chunks the LLM endpoint never answered, even when asked again: the run resumes
+    with them."""
+
+    def __init__(self, run: TrainingRun, chunks: int, reason: str) -> None:
+        self.chunks = chunks
+        super().__init__(
+            f"{chunks} chunks got no answer from the LLM endpoint, even when asked again "
+            f"({reason}) at {run.processed_chunks}/{run.total_chunks} chunks: resume with "
+            f"`dmflow recover {short(run.id)}`"
+        )
 
 
 @dataclass
@@ -27,6 +41,8 @@ class GeneratedBatch:
     """Requests, tokens and estimated cost spent on this batch."""
     key: UUID = field(default_factory=uuid4)
     """Recorded with it: its usage counts once, however often a retry records it."""
+    unanswered: list[Chunk] = field(default_factory=list)
+    """Chunks the endpoint never answered (transport failures): no result, asked again."""
 
 
 class QuestionGenerator(Protocol):
@@ -36,7 +52,8 @@ class QuestionGenerator(Protocol):
         self, chunks: Sequence[Chunk], harvest: Harvest | None = None
     ) -> GeneratedBatch:
         """Questions for each chunk. A chunk whose output stays unusable is skipped with
-        its reason; `GenerationFailed` only for failures of the whole run. With a
+        its reason; one the endpoint never answered has no result (it is in `unanswered`,
+        and in the harvest's); `GenerationFailed` only for failures of the whole run. With a
         `harvest`, each chunk's result goes there as soon as it is done and each request
         is counted there as soon as it is sent, whatever happens to the batch after."""
         ...

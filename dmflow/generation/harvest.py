@@ -12,8 +12,19 @@ import asyncio
 import contextlib
 import time
 
+from dmflow.chunks import Chunk
+from dmflow.errors import DmflowError
 from dmflow.generation.base import GeneratedBatch
 from dmflow.models import ChunkResult
+
+UNRECORDED_LIMIT = 16
+"""Chunks answered and not yet recorded, beyond the requests in flight, at any moment:
+a request waits for room before it is sent. What a database outage or a kill can cost."""
+
+
+class RecordingStopped(DmflowError):
+    """Recording failed for good: nothing more may be asked (the recorder's own error is
+    what the phase reports)."""
 
 
 class Harvest:
@@ -23,6 +34,13 @@ class Harvest:
         self._oldest_at: float | None = None
         self._closing = False
         self._arrived: asyncio.Event | None = None
+        self._recording = 0
+        self._stopped = False
+        self._room: asyncio.Condition | None = None
+        self.unanswered: list[Chunk] = []
+        """Chunks the endpoint never answered (transport failures on every try): not
+        recorded, so the phase's later pass or a recovery asks them again."""
+        self.unanswered_reason = ""
 
     def add(self, result: ChunkResult) -> None:
         self._results.append(result)
@@ -32,10 +50,51 @@ class Harvest:
         self._usage[key] = self._usage.get(key, 0) + amount
         self._changed()
 
+    def give_up(self, chunk: Chunk, reason: str) -> None:
+        self.unanswered.append(chunk)
+        self.unanswered_reason = reason
+
+    def take_unanswered(self) -> list[Chunk]:
+        taken, self.unanswered = self.unanswered, []
+        return taken
+
     @property
     def pending(self) -> int:
         """Finished chunks not yet taken."""
         return len(self._results)
+
+    @property
+    def unrecorded(self) -> int:
+        """Finished chunks not yet recorded: pending, or taken by a record not yet done."""
+        return len(self._results) + self._recording
+
+    async def room(self, limit: int = UNRECORDED_LIMIT) -> None:
+        """Wait until fewer than `limit` finished chunks wait to be recorded (backpressure:
+        a database that does not answer stops the asking). Raises `RecordingStopped` once
+        recording has failed for good."""
+        if self._stopped:
+            raise RecordingStopped("recording stopped")
+        if self.unrecorded < limit:
+            return
+        condition = self._condition()
+        async with condition:
+            await condition.wait_for(lambda: self._stopped or self.unrecorded < limit)
+        if self._stopped:
+            raise RecordingStopped("recording stopped")
+
+    async def recorded(self, chunks: int) -> None:
+        """A record of `chunks` taken chunks has ended (stored, or failed for good)."""
+        self._recording = max(0, self._recording - chunks)
+        condition = self._condition()
+        async with condition:
+            condition.notify_all()
+
+    async def stop(self) -> None:
+        """Recording failed for good: wake and fail every request waiting for room."""
+        self._stopped = True
+        condition = self._condition()
+        async with condition:
+            condition.notify_all()
 
     @property
     def empty(self) -> bool:
@@ -44,6 +103,7 @@ class Harvest:
     def take(self) -> GeneratedBatch:
         """Everything finished so far, leaving the harvest empty."""
         batch = GeneratedBatch(results=self._results, usage=self._usage)
+        self._recording += len(self._results)
         self._results, self._usage, self._oldest_at = [], {}, None
         return batch
 
@@ -74,6 +134,11 @@ class Harvest:
             self._oldest_at = time.monotonic()
         if self._arrived is not None:
             self._arrived.set()
+
+    def _condition(self) -> asyncio.Condition:
+        if self._room is None:
+            self._room = asyncio.Condition()
+        return self._room
 
     def _event(self) -> asyncio.Event:
         if self._arrived is None:

@@ -20,6 +20,8 @@ from dmflow.generation.cleaning import clean_questions
 from dmflow.generation.harvest import Harvest
 from dmflow.models import ChunkResult
 
+UNRECORDED_LIMIT_LOCAL = 1024
+
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?")
 _STOPWORDS = frozenset(
     """a about above after again against all also am an and any are as at be because been
@@ -101,6 +103,10 @@ class LocalQuestionGenerator:
     async def generate(
         self, chunks: Sequence[Chunk], harvest: Harvest | None = None
     ) -> GeneratedBatch:
+        if harvest is not None:
+            # Nothing is paid here, so a looser bound than the LLM's: enough to keep the
+            # recorder busy, and a database that does not answer still stops the work.
+            await harvest.room(UNRECORDED_LIMIT_LOCAL)
         results = []
         for chunk in chunks:
             questions = questions_for(chunk, self.questions_per_chunk)

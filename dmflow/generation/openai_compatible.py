@@ -4,6 +4,11 @@ Concurrency is bounded, requests and tokens are rate limited, and 429, 5xx,
 timeouts and connection errors are retried with exponential backoff that
 honours `Retry-After`. The openai client's own retries are off so every
 attempt is counted and paced here.
+
+A chunk is skipped only for a reason of its own (its output stays unusable, the
+endpoint refuses its request). A chunk whose every try failed for transport reasons
+is left unanswered: not recorded, so it is asked again. When every request fails,
+the endpoint is down: `EndpointBreaker` holds the asking until it answers again.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dmflow.chunks import Chunk
 from dmflow.generation.base import GeneratedBatch, GenerationFailed
 from dmflow.generation.cleaning import clean_questions, parse_question_list
 from dmflow.generation.harvest import Harvest
+from dmflow.generation.outage import EndpointBreaker
 from dmflow.generation.ratelimit import RateLimiter
 from dmflow.models import ChunkResult
 from dmflow.redaction import scrub
@@ -54,21 +60,30 @@ class OpenAIGeneratorConfig:
     max_output_tokens: int = 400
     cost_per_1k_prompt_tokens: float = 0.0
     cost_per_1k_completion_tokens: float = 0.0
+    outage_wait_s: float = 300.0
+    """How long an endpoint that fails every request may hold the run."""
+
+    @property
+    def outage_threshold(self) -> int:
+        """Transport failures in a row that mean the endpoint is down, not unlucky: with
+        1 in 10 requests failing, 5 in a row happen once in 100,000."""
+        return max(5, min(self.concurrency, 16))
 
 
 class _Transient(Exception):
     """One attempt failed in a way worth retrying."""
 
-    def __init__(self, description: str, retry_after: float | None) -> None:
+    def __init__(self, description: str, retry_after: float | None, probe: bool) -> None:
         super().__init__(description)
-        self.retry_after = retry_after
+        self.retry_after, self.probe = retry_after, probe
 
 
 @dataclass
 class _Outcome:
-    result: ChunkResult
-    request_failed: bool = False
-    """The chunk was given up because its requests failed (not because of its content)."""
+    chunk: Chunk
+    result: ChunkResult | None
+    """None: every try failed for transport reasons (unanswered, to be asked again)."""
+    problem: str = ""
 
 
 def _retry_after(response: Any) -> float | None:
@@ -105,31 +120,27 @@ class OpenAIQuestionGenerator:
         )
         self._slots = asyncio.Semaphore(config.concurrency)
         self._limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
+        self._breaker = EndpointBreaker(
+            threshold=config.outage_threshold, wait_s=config.outage_wait_s
+        )
 
     async def generate(
         self, chunks: Sequence[Chunk], harvest: Harvest | None = None
     ) -> GeneratedBatch:
         tally = _Tally(harvest)
         outcomes = await _all_or_none(self._one(chunk, tally) for chunk in chunks)
-        failed = [o for o in outcomes if o.request_failed]
-        if failed and len(failed) == len(outcomes):  # none recorded: all asked again
-            reason = str(failed[-1].result.reason).rstrip(".")
-            raise GenerationFailed(
-                f"every request of a batch of {len(outcomes)} chunk(s) failed; last reason: "
-                f"{reason}. Check the endpoint (DMFLOW_LLM_BASE_URL) and its "
-                "limits, then recover the run"
-            )
-        for given_up in failed:  # answered siblings: the endpoint works, this chunk not
-            tally.done(given_up.result)
-        return GeneratedBatch(results=[o.result for o in outcomes], usage=tally.usage)
+        return GeneratedBatch(
+            results=[o.result for o in outcomes if o.result is not None],
+            usage=tally.usage,
+            unanswered=[o.chunk for o in outcomes if o.result is None],
+        )
 
-    async def _one(self, chunk: Chunk, usage: _Tally) -> _Outcome:
-        outcome = await self._answer(chunk, usage)
-        # A chunk whose requests all failed is held back until its batch ends: if every
-        # chunk of the batch failed, the endpoint is down, and a chunk recorded as skipped
-        # now would never be asked again when the run is recovered.
-        if not outcome.request_failed:
-            usage.done(outcome.result)
+    async def _one(self, chunk: Chunk, tally: _Tally) -> _Outcome:
+        outcome = await self._answer(chunk, tally)
+        if outcome.result is not None:
+            tally.done(outcome.result)
+        else:
+            tally.give_up(chunk, outcome.problem)
         return outcome
 
     async def _answer(self, chunk: Chunk, usage: _Tally) -> _Outcome:
@@ -141,19 +152,26 @@ class OpenAIQuestionGenerator:
         ]
         estimated_tokens = (len(passage) + len(messages[0]["content"])) // 4
         estimated_tokens += config.max_output_tokens
-        last_problem = "no attempt made"
-        for attempt in range(config.max_attempts):
+        tries = 0  # tries that count: not those failed while the endpoint was down
+        while True:
             try:
                 content = await self._request(messages, estimated_tokens, usage)
             except _Transient as problem:
-                last_problem = str(problem)
-                if attempt + 1 < config.max_attempts:
-                    await asyncio.sleep(self._delay(attempt, problem.retry_after))
-                    usage.add("retries", 1)
+                if not self._breaker.failed(
+                    str(problem), probe=problem.probe, retry_after_s=problem.retry_after
+                ):
+                    continue  # the endpoint is down: the breaker holds the next try
+                tries += 1
+                if tries >= config.max_attempts:
+                    return _Outcome(chunk, None, f"request failed {tries} times: {problem}")
+                usage.add("retries", 1)
+                await asyncio.sleep(self._delay(tries - 1, problem.retry_after))
                 continue
             except openai.BadRequestError as exc:
                 # Refused for this chunk only (too long for the context, say): no retry helps.
-                return _Outcome(ChunkResult.skipped(chunk.id, f"request refused: {_brief(exc)}"))
+                result = ChunkResult.skipped(chunk.id, f"request refused: {_brief(exc)}")
+                return _Outcome(chunk, result)
+            tries += 1
             raw = parse_question_list(content or "")
             dropped: Counter[str] = Counter()
             questions = clean_questions(
@@ -162,25 +180,22 @@ class OpenAIQuestionGenerator:
             if dropped["markup"]:
                 usage.add("questions_dropped_markup", dropped["markup"])
             if questions:
-                return _Outcome(ChunkResult.done(chunk.id, questions, chunk.text))
-            last_problem = "malformed output" if raw is None else "no usable questions in output"
-            if attempt + 1 < config.max_attempts:
+                return _Outcome(chunk, ChunkResult.done(chunk.id, questions, chunk.text))
+            problem_text = "malformed output" if raw is None else "no usable questions in output"
+            if tries < config.max_attempts:
                 usage.add("retries", 1)
                 continue
-            return _Outcome(
-                ChunkResult.skipped(chunk.id, f"{last_problem} after {config.max_attempts} tries")
-            )
-        return _Outcome(
-            ChunkResult.skipped(
-                chunk.id, f"request failed {config.max_attempts} times: {last_problem}"
-            ),
-            request_failed=True,
-        )
+            reason = f"{problem_text} after {config.max_attempts} tries"
+            return _Outcome(chunk, ChunkResult.skipped(chunk.id, reason))
 
     async def _request(
         self, messages: list[dict[str, str]], estimated_tokens: int, usage: _Tally
     ) -> str | None:
         async with self._slots:
+            # Right before sending, with a slot in hand: a chunk that passed this while
+            # waiting for a slot would be asked after the database stopped recording.
+            await usage.room()
+            probe = await self._breaker.admit()
             await self._limiter.acquire(estimated_tokens)
             usage.add("requests", 1)
             try:
@@ -205,25 +220,33 @@ class OpenAIQuestionGenerator:
             except openai.RateLimitError as exc:
                 usage.add("rate_limited", 1)
                 raise _Transient(
-                    f"429 rate limited: {_brief(exc)}", _retry_after(exc.response)
+                    f"429 rate limited: {_brief(exc)}", _retry_after(exc.response), probe
                 ) from None
             except openai.APITimeoutError:
-                raise _Transient(f"timed out after {self.config.timeout_s:g} s", None) from None
+                raise _Transient(
+                    f"timed out after {self.config.timeout_s:g} s", None, probe
+                ) from None
             except openai.APIConnectionError as exc:
-                raise _Transient(f"connection failed: {_brief(exc)}", None) from None
+                raise _Transient(f"connection failed: {_brief(exc)}", None, probe) from None
             except openai.APIStatusError as exc:
                 if exc.status_code >= 500 or exc.status_code in (408, 409):
                     raise _Transient(
                         f"{exc.status_code} from the endpoint: {_brief(exc)}",
                         _retry_after(exc.response),
+                        probe,
                     ) from None
+                self._breaker.answered()  # it answered: a refusal of this request only
+                raise
+            except BaseException:
+                self._breaker.abandoned(probe)  # cancelled: neither answered nor failed
                 raise
         try:
             response = raw.http_response.json()
             choices = response.get("choices") or []
             content = choices[0]["message"]["content"] if choices else None
         except (ValueError, AttributeError, KeyError, IndexError, TypeError):
-            raise _Transient("the endpoint's reply is not a chat completion", None) from None
+            raise _Transient("the endpoint's reply is not a chat completion", None, probe) from None
+        self._breaker.answered()
         reported = response.get("usage") or {}
         if reported:
             prompt = int(reported.get("prompt_tokens") or 0)
@@ -260,6 +283,14 @@ class _Tally:
     def done(self, result: ChunkResult) -> None:
         if self._harvest is not None:
             self._harvest.add(result)
+
+    def give_up(self, chunk: Chunk, reason: str) -> None:
+        if self._harvest is not None:
+            self._harvest.give_up(chunk, reason)
+
+    async def room(self) -> None:
+        if self._harvest is not None:
+            await self._harvest.room()
 
 
 async def _all_or_none(work: Iterable[Coroutine[Any, Any, _Outcome]]) -> list[_Outcome]:

@@ -7,6 +7,7 @@ does the multi-row work), with no prepared statements and no session state.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -25,6 +26,11 @@ from dmflow.status import RunStatus, check_transition
 from dmflow.store.base import batch_payload, error_from_database
 
 _RUNS = "public.deep_memory_training_runs"
+
+DOWN_PROBE_WINDOW_S = 120.0
+"""After the database failed to answer, each call first tries one direct connection for
+this long: a database that is gone fails the call at once instead of after the pool's
+timeout (every hook and report after an outage would wait it out, one after another)."""
 
 
 def _check_reachable(conninfo: str, timeout_s: float) -> None:
@@ -48,6 +54,8 @@ class PostgresRunStore:
         connect_timeout_s: float = 10.0,
     ) -> None:
         _check_reachable(conninfo, connect_timeout_s)
+        self._conninfo, self._connect_timeout_s = conninfo, connect_timeout_s
+        self._down_at: float | None = None
         self._pool = ConnectionPool(
             conninfo,
             min_size=1,
@@ -226,25 +234,41 @@ class PostgresRunStore:
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if self._down_at is not None and time.monotonic() - self._down_at < DOWN_PROBE_WINDOW_S:
+            try:
+                _check_reachable(self._conninfo, min(self._connect_timeout_s, 2.0))
+            except DatabaseUnavailable:
+                self._down_at = time.monotonic()
+                raise
+            self._down_at = None
         try:
             with self._pool.connection() as conn:
                 yield conn
+        except psycopg.OperationalError as exc:
+            if error_from_database(exc.sqlstate, str(exc), None) is None:
+                self._down_at = time.monotonic()
+            raise self._translated(exc) from None
         except psycopg.Error as exc:
-            translated = error_from_database(
-                exc.sqlstate, exc.diag.message_primary or str(exc), exc.diag.message_detail
-            )
-            if translated is not None:
-                raise translated from None
-            if isinstance(exc, psycopg.OperationalError):
-                raise DatabaseUnavailable(f"database connection failed: {describe(exc)}") from None
-            # Without the CONTEXT and DETAIL in which PostgreSQL quotes the row (a chunk's
-            # text), nor the chained original that carries them into tracebacks.
-            raise DatabaseRefused(describe(exc)) from None
+            raise self._translated(exc) from None
         except PoolTimeout as exc:
+            self._down_at = time.monotonic()
             raise DatabaseUnavailable(
                 "no database connection became available in time: the database is down "
                 "or every connection is busy"
             ) from exc
+
+    @staticmethod
+    def _translated(exc: psycopg.Error) -> Exception:
+        translated = error_from_database(
+            exc.sqlstate, exc.diag.message_primary or str(exc), exc.diag.message_detail
+        )
+        if translated is not None:
+            return translated
+        if isinstance(exc, psycopg.OperationalError):
+            return DatabaseUnavailable(f"database connection failed: {describe(exc)}")
+        # Without the CONTEXT and DETAIL in which PostgreSQL quotes the row (a chunk's
+        # text), nor the chained original that carries them into tracebacks.
+        return DatabaseRefused(describe(exc))
 
     def _rows(self, query: str, params: Any) -> list[dict[str, Any]]:
         with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:

@@ -97,6 +97,30 @@ def slow_first(times: int, delay_s: float) -> Script:
     return script
 
 
+class outage:
+    """Every request answered 503 for `seconds`, starting after `after_requests` requests
+    (an endpoint restarting); counts the requests it failed."""
+
+    def __init__(self, after_requests: int, seconds: float, then: Script = valid_json) -> None:
+        self.after_requests, self.seconds, self.then = after_requests, seconds, then
+        self.seen = 0
+        self.failed = 0
+        self.started_at: float | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str, attempt: int) -> Reply:
+        with self._lock:
+            self.seen += 1
+            now = time.monotonic()
+            if self.started_at is None and self.seen > self.after_requests:
+                self.started_at = now
+            if self.started_at is not None and now - self.started_at < self.seconds:
+                self.failed += 1
+                body = {"error": {"message": "service unavailable", "type": "server_error"}}
+                return Reply(503, json.dumps(body))
+        return self.then(text, attempt)
+
+
 def unauthorized(text: str, attempt: int) -> Reply:
     return Reply(
         401,
