@@ -32,7 +32,7 @@ from dmflow.redaction import scrub
 from dmflow.run_ids import resolve_run, short
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
-from flows.views import recall_table, run_card, runs_table
+from flows.views import dead_runs_note, recall_table, run_card, runs_table, why_dead
 
 # Prefect reads these once, when first imported (inside the commands below): no
 # analytics. The commands point it at a server first (`_prefect_ui`).
@@ -116,7 +116,11 @@ def runs(
     if not found:
         out.print("no training runs yet")
         return
-    out.print(runs_table(found, out.width))
+    settings = resources.settings()
+    dead = {str(run.id): run for run in found if why_dead(run, settings)}
+    out.print(runs_table(found, out.width, dead=frozenset(dead)))
+    for line in dead_runs_note({short(r.id): r.status.value for r in dead.values()}):
+        out.print(line, highlight=False)
 
 
 RunIdArgument = Annotated[
@@ -150,7 +154,7 @@ def show(run_id: RunIdArgument, as_json: JsonOption = False) -> None:
     if as_json:
         print(_dump(run))
         return
-    out.print(run_card(run, _known_ui()))
+    out.print(run_card(run, _known_ui(), dead=why_dead(run, resources.settings())))
 
 
 @app.command()

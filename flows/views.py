@@ -10,8 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from dmflow import driver, lifecycle
 from dmflow.models import TrainingRun
 from dmflow.run_ids import short
+from dmflow.settings import Settings
 from dmflow.status import RunStatus
 from dmflow.training.recall_rows import recall_rows
 
@@ -23,6 +25,23 @@ def status_style(status: RunStatus) -> str:
     if status.is_active:
         return "yellow"
     return "green" if status is RunStatus.COMPLETED else "cyan"
+
+
+def why_dead(run: TrainingRun, settings: Settings, now: datetime | None = None) -> str | None:
+    """Why a run that says it is being worked on has nobody working on it (its process is
+    gone, or its heartbeat stopped), or None. Read only: the sweep or `dmflow recover`
+    writes the failure."""
+    gone = driver.is_gone(run.driver_host, run.driver_pid, run.driver_started_at)
+    found = lifecycle.liveness(run, now or datetime.now(UTC), settings, driver_gone=gone)
+    return found.reason if found.dead else None
+
+
+def dead_runs_note(dead: dict[str, str]) -> list[str]:
+    """One line per run whose driver is gone, under the table (short id -> status)."""
+    return [
+        f"{ref} is {status} but nothing drives it any more: resume with `dmflow recover {ref}`"
+        for ref, status in dead.items()
+    ]
 
 
 def progress(run: TrainingRun) -> str:
@@ -46,13 +65,19 @@ def shorten_left(text: str, width: int) -> str:
     return "…" + text[-(width - 1) :] if width > 1 else "…"
 
 
-def runs_table(runs: list[TrainingRun], width: int, now: datetime | None = None) -> Table:
+def runs_table(
+    runs: list[TrainingRun],
+    width: int,
+    now: datetime | None = None,
+    dead: frozenset[str] = frozenset(),
+) -> Table:
+    """`dead`: ids of the runs whose driver is gone (shown as such, in red)."""
     headers = ["id", "dataset", "status", "chunks", "pairs", "att", "age"]
     rows = [
         [
             short(run.id),
             run.dataset,
-            run.status.value,
+            run.status.value + (", dead" if str(run.id) in dead else ""),
             progress(run),
             str(run.pair_count),
             str(run.attempt),
@@ -69,7 +94,7 @@ def runs_table(runs: list[TrainingRun], width: int, now: datetime | None = None)
         table.add_column(header, justify="right" if right else "left", no_wrap=True)
     for run, row in zip(runs, rows, strict=True):
         row[1] = shorten_left(row[1], dataset_width)
-        style = status_style(run.status)
+        style = "red" if str(run.id) in dead else status_style(run.status)
         table.add_row(*[escape(c) for c in row[:2]], f"[{style}]{row[2]}[/{style}]", *row[3:])
     return table
 
@@ -101,14 +126,17 @@ def _usage_line(usage: dict[str, Any]) -> str | None:
     return ", ".join(parts) or None
 
 
-def run_card(run: TrainingRun, ui: str | None, now: datetime | None = None) -> Group:
-    """One run for a person: where it stands, what it made, what it cost, what to do."""
-    style = status_style(run.status)
+def run_card(
+    run: TrainingRun, ui: str | None, now: datetime | None = None, dead: str | None = None
+) -> Group:
+    """One run for a person: where it stands, what it made, what it cost, what to do.
+    `dead`: why nothing drives the run any more, when its driver is gone."""
+    style = "red" if dead else status_style(run.status)
     head = Text.assemble(
         ("run ", "bold"),
         (str(run.id), "bold"),
         "  ",
-        (run.status.value, f"bold {style}"),
+        (run.status.value + (", dead" if dead else ""), f"bold {style}"),
         f"  attempt {run.attempt}, updated {age(run.updated_at, now)}",
     )
     facts = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
@@ -123,7 +151,9 @@ def run_card(run: TrainingRun, ui: str | None, now: datetime | None = None) -> G
         facts.add_row("usage", usage)
     if run.error_message:
         facts.add_row("error", Text(run.error_message, style="red"))
-    if run.status.is_failed:
+    if dead:
+        facts.add_row("driver", Text(dead, style="red"))
+    if run.status.is_failed or dead:
         facts.add_row("resume", f"dmflow recover {short(run.id)}")
         facts.add_row("or drop", f"dmflow delete {short(run.id)}")
     parts: list[Any] = [head, facts]

@@ -20,6 +20,7 @@ from dmflow.db.migrations import apply_migrations
 from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
 from flows.recording import RECORD_EVERY_CHUNKS
+from tests.fixtures.cli import CliRunner, clean_env
 from tests.fixtures.llm_server import LLMServer, outage
 from tests.fixtures.postgres import Database
 from tests.test_process_faults import dmflow_recover, start_dmflow, the_run
@@ -167,6 +168,7 @@ def test_the_database_killed_mid_run_stops_the_asking_and_recover_redoes_little(
     sample_dataset: str,
     sample_texts: dict[str, str],
     llm_server: LLMServer,
+    dmflow: CliRunner,
 ) -> None:
     url = own_postgres.create_database("killed")
     apply_migrations(url)
@@ -190,6 +192,10 @@ def test_the_database_killed_mid_run_stops_the_asking_and_recover_redoes_little(
         asked_after_kill = llm_server.total_requests - asked_at_kill
     finally:
         own_postgres.ensure_running()
+    # Back, perhaps on another port (the old one may still be held by the killed server's
+    # sockets): what a failover with a new address looks like.
+    url = own_postgres.url("killed")
+    env["DMFLOW_DATABASE_URL"] = url
 
     assert returncode == 1
     assert exited_after <= 5 + 5, (exited_after, stderr[-5000:])
@@ -201,7 +207,17 @@ def test_the_database_killed_mid_run_stops_the_asking_and_recover_redoes_little(
     store = PostgresRunStore(url)
     try:
         run = the_run(store, sample_dataset)
-        assert run is not None
+        assert run is not None and run.status is RunStatus.GENERATING  # nobody could say
+        # The run tells the truth all the same, and reading it writes nothing.
+        ref = str(run.id)[:8]
+        shown = dmflow("show", ref, env=clean_env(**env))
+        assert shown.returncode == 0, shown.stderr
+        assert "generating, dead" in shown.stdout and "is gone" in shown.stdout
+        assert f"dmflow recover {ref}" in shown.stdout
+        listed = dmflow("runs", env=clean_env(**env))
+        assert f"{ref} is generating but nothing drives it any more" in listed.stdout
+        assert f"dmflow recover {ref}`" in listed.stdout
+        assert store.get_run(run.id) == run
         dmflow_recover(env, run.id)
         done = store.get_run(run.id)
     finally:

@@ -229,17 +229,20 @@ def test_an_endpoint_echoing_the_key_leaves_it_out_of_the_skip_reason(
         return Reply(500, json.dumps(body))
 
     llm_server.script = echoes_the_key
-    generator = OpenAIQuestionGenerator(
-        OpenAIGeneratorConfig(
-            model="m",
-            api_key=SecretStr(key),
-            base_url=llm_server.url,
-            max_attempts=2,
-            backoff_base_s=0.01,
-        )
+    config = OpenAIGeneratorConfig(
+        model="m",
+        api_key=SecretStr(key),
+        base_url=llm_server.url,
+        max_attempts=2,
+        backoff_base_s=0.01,
+        outage_wait_s=0.5,
     )
-    with pytest.raises(Exception) as failed:  # every request failed: the whole batch
-        asyncio.run(generator.generate([Chunk("c1", "some text about valves")]))
+    one_chunk = OpenAIQuestionGenerator(config).generate([Chunk("c1", "some text about valves")])
+    one = asyncio.run(one_chunk)
+    assert [c.id for c in one.unanswered] == ["c1"]  # a transport failure: asked again later
+    chunks = [Chunk(f"c{n}", f"some text about valves {n}") for n in range(6)]
+    with pytest.raises(Exception) as failed:  # every request failed: the endpoint is down
+        asyncio.run(OpenAIQuestionGenerator(config).generate(chunks))
     assert key not in str(failed.value)
     assert "***" in str(failed.value)
 

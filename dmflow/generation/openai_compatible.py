@@ -207,36 +207,8 @@ class OpenAIQuestionGenerator:
                     max_tokens=self.config.max_output_tokens,
                     temperature=0.3,
                 )
-            except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-                raise GenerationFailed(
-                    f"the LLM endpoint refused the API key ({exc.status_code}): check "
-                    "DMFLOW_LLM_API_KEY"
-                ) from None
-            except openai.NotFoundError:
-                raise GenerationFailed(
-                    f"the LLM endpoint has no model {self.config.model!r} (404): check "
-                    "DMFLOW_LLM_MODEL and DMFLOW_LLM_BASE_URL"
-                ) from None
-            except openai.RateLimitError as exc:
-                usage.add("rate_limited", 1)
-                raise _Transient(
-                    f"429 rate limited: {_brief(exc)}", _retry_after(exc.response), probe
-                ) from None
-            except openai.APITimeoutError:
-                raise _Transient(
-                    f"timed out after {self.config.timeout_s:g} s", None, probe
-                ) from None
-            except openai.APIConnectionError as exc:
-                raise _Transient(f"connection failed: {_brief(exc)}", None, probe) from None
-            except openai.APIStatusError as exc:
-                if exc.status_code >= 500 or exc.status_code in (408, 409):
-                    raise _Transient(
-                        f"{exc.status_code} from the endpoint: {_brief(exc)}",
-                        _retry_after(exc.response),
-                        probe,
-                    ) from None
-                self._breaker.answered()  # it answered: a refusal of this request only
-                raise
+            except openai.APIError as exc:
+                raise self._classified(exc, probe, usage) from None
             except BaseException:
                 self._breaker.abandoned(probe)  # cancelled: neither answered nor failed
                 raise
@@ -259,6 +231,38 @@ class OpenAIQuestionGenerator:
                 + completion / 1000 * self.config.cost_per_1k_completion_tokens,
             )
         return content if isinstance(content, str) else None
+
+    def _classified(self, exc: openai.APIError, probe: bool, usage: _Tally) -> Exception:
+        """What a failed request means: the run cannot go on (a refused key, no such
+        model), a transport failure worth another try (`_Transient`), or this request
+        refused for itself (the SDK's own error, which the caller handles)."""
+        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+            return GenerationFailed(
+                f"the LLM endpoint refused the API key ({exc.status_code}): check "
+                "DMFLOW_LLM_API_KEY"
+            )
+        if isinstance(exc, openai.NotFoundError):
+            return GenerationFailed(
+                f"the LLM endpoint has no model {self.config.model!r} (404): check "
+                "DMFLOW_LLM_MODEL and DMFLOW_LLM_BASE_URL"
+            )
+        if isinstance(exc, openai.RateLimitError):
+            usage.add("rate_limited", 1)
+            return _Transient(f"429 rate limited: {_brief(exc)}", _retry_after(exc.response), probe)
+        if isinstance(exc, openai.APITimeoutError):
+            return _Transient(f"timed out after {self.config.timeout_s:g} s", None, probe)
+        if isinstance(exc, openai.APIConnectionError):
+            return _Transient(f"connection failed: {_brief(exc)}", None, probe)
+        if isinstance(exc, openai.APIStatusError) and (
+            exc.status_code >= 500 or exc.status_code in (408, 409)
+        ):
+            return _Transient(
+                f"{exc.status_code} from the endpoint: {_brief(exc)}",
+                _retry_after(exc.response),
+                probe,
+            )
+        self._breaker.answered()  # it answered: a refusal of this request only
+        return exc
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
