@@ -133,7 +133,7 @@ async def _generate(run: TrainingRun, store: RunStore, settings: Settings) -> Tr
             batches,
             generator,
             params,
-            Window[None](batches_in_flight(params, settings)),
+            Window[object](batches_in_flight(params, settings)),
             progress,
         )
     return await _finish(run, store, params, progress)
@@ -154,7 +154,7 @@ async def _record_all(
     batches: Iterator[list[Chunk]],
     generator: QuestionGenerator,
     params: RunParams,
-    window: Window[None],
+    window: Window[object],
     progress: Progress,
 ) -> TrainingRun:
     """Generate every batch, a bounded window of them in flight, while a recorder records
@@ -190,7 +190,7 @@ async def _ask(
     batches: Iterator[list[Chunk]],
     generator: QuestionGenerator,
     params: RunParams,
-    window: Window[None],
+    window: Window[object],
     recorder: Recorder,
     label: str,
 ) -> None:

@@ -5,8 +5,11 @@ pays for the LLM requests again."""
 
 from __future__ import annotations
 
-from prefect import task
+import asyncio
+
+from prefect import State, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Cancelled
 
 from dmflow.chunks import Chunk
 from dmflow.generation.base import GeneratedBatch, QuestionGenerator
@@ -19,11 +22,18 @@ from dmflow.store.base import RunStore
 @task(name="generate-questions", task_run_name="generate-{label}", cache_policy=NO_CACHE)
 async def generate_questions(
     generator: QuestionGenerator, chunks: list[Chunk], harvest: Harvest, label: str
-) -> None:
+) -> State[None] | None:
     """Questions for each chunk of the batch, or the reason it was skipped, put in the
     harvest chunk by chunk as they finish (nothing is returned: a result would be kept
     by Prefect for as long as the flow run lasts)."""
-    await generator.generate(chunks, harvest)
+    try:
+        await generator.generate(chunks, harvest)
+    except asyncio.CancelledError:
+        # The phase stopped this batch (another one failed, or a signal came): it ends
+        # Cancelled, not Crashed, which reads as an infrastructure failure. The phase
+        # that cancelled it waits for it and goes on failing.
+        return Cancelled(message="stopped: the generation phase ended before this batch")
+    return None
 
 
 @task(name="record-batch", task_run_name="record-{label}", cache_policy=NO_CACHE)

@@ -6,8 +6,12 @@ import asyncio
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import StateType
 
 from dmflow.chunks import Chunk
 from dmflow.generation.local import LocalQuestionGenerator
@@ -236,3 +240,39 @@ def test_sigkill_midway_then_resume_repeats_nothing(
     assert ledger_stats(db, run.id) == (len(sample_texts), len(sample_texts), 0)
     assert sum(llm_server.requests_for(sample_texts[c]) for c in recorded_before) == 0
     assert llm_server.total_requests == len(sample_texts) - len(recorded_before)
+
+
+def test_when_one_batch_fails_the_phase_its_siblings_end_cancelled_not_crashed(
+    env: dict[str, str], store: PostgresRunStore, sample_dataset: str, llm_server: LLMServer
+) -> None:
+    llm_server.latency_s = 0.2
+    asked = 0
+
+    def refused_on_the_tenth(text: str, attempt: int) -> scripts.Reply:
+        nonlocal asked
+        asked += 1
+        return (
+            scripts.unauthorized(text, attempt)
+            if asked == 10
+            else scripts.valid_json(text, attempt)
+        )
+
+    llm_server.script = refused_on_the_tenth
+    run = store.create_run(sample_dataset, params={"generator": "openai", "batch_size": 4})
+    state: Any = asyncio.run(generate_training_data(run.id, return_state=True))  # type: ignore[arg-type]
+    assert state.is_failed()
+
+    async def task_states() -> dict[str, StateType]:
+        async with get_client() as client:
+            task_runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+                )
+            )
+        return {t.name: t.state.type for t in task_runs if t.state is not None}
+
+    states = asyncio.run(task_states())
+    generating = {n: s for n, s in states.items() if n.startswith("generate-")}
+    assert StateType.FAILED in generating.values()  # the batch that met the refused key
+    assert StateType.CANCELLED in generating.values()  # its siblings in flight
+    assert StateType.CRASHED not in states.values(), states
