@@ -27,11 +27,12 @@ from dmflow.sample import sample_chunks  # noqa: E402
 
 
 @contextmanager
-def bench_environment() -> Iterator[Path]:
-    """A temp dir with a migrated PostgreSQL, DMFLOW_DATABASE_URL pointing at it."""
+def bench_environment(durable: bool = False) -> Iterator[Path]:
+    """A temp dir with a migrated PostgreSQL, DMFLOW_DATABASE_URL pointing at it
+    (`durable`: commits survive a kill -9 of the server, as in production)."""
     root = Path(tempfile.mkdtemp(prefix="dmflow-bench-"))
     root.chmod(0o777)
-    server = LocalPostgres(root / "postgres", durable=False)
+    server = LocalPostgres(root / "postgres", durable=durable)
     url = server.ensure_running()
     apply_migrations(url)
     os.environ["DMFLOW_DATABASE_URL"] = url

@@ -13,8 +13,6 @@ from dmflow.prefect_server import EmbeddedPrefectServer
 from dmflow.settings import Settings
 from dmflow.store.base import RunStore
 
-PREFECT_DATABASE_NAME = "prefect"
-
 
 def embedded_database_dir(settings: Settings) -> Path:
     """`<data dir>/postgres`; as root, when the `postgres` user (who runs the server,
@@ -42,21 +40,11 @@ def database_url(settings: Settings) -> str:
 
 
 def embedded_prefect_server(settings: Settings) -> EmbeddedPrefectServer:
-    """The data directory's Prefect server: its database is a database of its own in the
-    embedded PostgreSQL when dmflow uses that one, else SQLite under the data directory
-    (Prefect's tables never go into your Supabase or production database)."""
-
-    def database() -> str | None:  # only when the server starts, not on every command
-        local = embedded_postgres(settings)
-        if local is None:
-            return None
-        local.ensure_running()
-        url = local.ensure_database(PREFECT_DATABASE_NAME)
-        return url.replace("postgresql://", "postgresql+asyncpg://", 1)
-
-    return EmbeddedPrefectServer(
-        owned_directory(settings.resolved_data_dir()) / "prefect", database
-    )
+    """The data directory's Prefect server, its database a SQLite file of its own under the
+    data directory: never in your Supabase or production database, and not in the embedded
+    PostgreSQL either, so a PostgreSQL that dies does not take Prefect's API (its logs,
+    states and the UI) down with it, and a run's failure is still reported in one line."""
+    return EmbeddedPrefectServer(owned_directory(settings.resolved_data_dir()) / "prefect")
 
 
 def embedded_postgres(settings: Settings) -> LocalPostgres | None:

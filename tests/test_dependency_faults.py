@@ -17,9 +17,9 @@ import pytest
 
 from dmflow.db.local_postgres import LocalPostgres
 from dmflow.db.migrations import apply_migrations
+from dmflow.generation.harvest import UNRECORDED_LIMIT
 from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
-from flows.recording import RECORD_EVERY_CHUNKS
 from tests.fixtures.cli import CliRunner, clean_env
 from tests.fixtures.llm_server import LLMServer, outage
 from tests.fixtures.postgres import Database
@@ -202,7 +202,7 @@ def test_the_database_killed_mid_run_stops_the_asking_and_recover_redoes_little(
     assert "Traceback" not in stderr and "Error logging to API" not in stderr
     [line] = stderr.strip().splitlines()
     assert "the database did not answer for" in line and "once the database is back" in line
-    assert asked_after_kill <= IN_FLIGHT + RECORD_EVERY_CHUNKS * 2
+    assert asked_after_kill <= IN_FLIGHT + UNRECORDED_LIMIT
 
     store = PostgresRunStore(url)
     try:
@@ -225,4 +225,4 @@ def test_the_database_killed_mid_run_stops_the_asking_and_recover_redoes_little(
     assert done.status is RunStatus.GENERATED, done.error_message
     assert done.processed_chunks == len(sample_texts)
     answered_twice = [t for t in sample_texts.values() if llm_server.requests_for(t) > 1]
-    assert len(answered_twice) <= IN_FLIGHT + 2 * RECORD_EVERY_CHUNKS
+    assert len(answered_twice) <= IN_FLIGHT + UNRECORDED_LIMIT

@@ -22,10 +22,10 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 
+from dmflow.generation.harvest import UNRECORDED_LIMIT
 from dmflow.models import TrainingRun
 from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
-from flows.recording import RECORD_EVERY_CHUNKS
 from flows.recovery import recover_failed_runs
 from tests.fixtures.activeloop_server import CORPUS, ActiveloopServer, JobScript
 from tests.fixtures.cli import clean_env
@@ -153,7 +153,7 @@ def test_sigkill_mid_generation_is_known_dead_at_once_and_recovers_without_repea
         if llm_server.requests_for(text) > requested_before[chunk] and requested_before[chunk]
     }
     assert again.isdisjoint(recorded_before)
-    assert len(again) <= IN_FLIGHT + RECORD_EVERY_CHUNKS
+    assert len(again) <= IN_FLIGHT + UNRECORDED_LIMIT
 
 
 @pytest.mark.parametrize(
@@ -272,9 +272,7 @@ def test_dmflow_run_killed_then_dmflow_recover_completes_and_redoes_only_what_wa
     received_at_kill = llm_server.total_requests
     # Usage is recorded with the chunks: what the endpoint received and no record counts
     # is at most what was sent since the last record.
-    assert (
-        0 <= received_at_kill - killed.usage.get("requests", 0) <= (IN_FLIGHT + RECORD_EVERY_CHUNKS)
-    )
+    assert 0 <= received_at_kill - killed.usage.get("requests", 0) <= (IN_FLIGHT + UNRECORDED_LIMIT)
 
     # The lease names a process gone from this host: no Prefect command, no waiting.
     dmflow_recover(slow_llm, killed.id)
@@ -284,7 +282,7 @@ def test_dmflow_run_killed_then_dmflow_recover_completes_and_redoes_only_what_wa
     assert done.processed_chunks == len(sample_texts)
     assert duplicate_pairs(db) == 0
     answered_twice = [t for t in sample_texts.values() if llm_server.requests_for(t) > 1]
-    assert len(answered_twice) <= IN_FLIGHT + RECORD_EVERY_CHUNKS
+    assert len(answered_twice) <= IN_FLIGHT + UNRECORDED_LIMIT
     assert done.usage["requests"] == llm_server.total_requests - (
         received_at_kill - killed.usage.get("requests", 0)
     )
