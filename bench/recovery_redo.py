@@ -151,7 +151,10 @@ def llm_outage(root: Path, server: object) -> Figures:
     asyncio.run(generate_training_data(run_id))
     took = time.monotonic() - started
     status = store.get_run(run_id).status.value
-    note = f"{status} in {took:.0f} s; {down.failed} requests failed during the outage"
+    note = (
+        f"{status} in {took:.0f} s; {down.failed} requests failed during the outage (those "
+        "that showed it, those in flight, the probes): each chunk was answered once"
+    )
     figures = _figures(f"a {OUTAGE_S:.0f} s LLM outage", store, run_id, server, note)
     store.close()
     return figures

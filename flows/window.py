@@ -35,4 +35,12 @@ class Window(Generic[T]):
 
     async def _settle(self, when: str) -> list[T]:
         done, self._running = await asyncio.wait(self._running, return_when=when)
-        return [finished.result() for finished in done]
+        # Every finished piece's outcome is retrieved, the first failure raised: two batches
+        # failing at once (an outage) must not leave one "exception never retrieved".
+        outcomes = [
+            asyncio.CancelledError() if f.cancelled() else f.exception() or f.result() for f in done
+        ]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return outcomes  # type: ignore[return-value]

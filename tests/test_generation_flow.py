@@ -141,13 +141,18 @@ def test_a_bad_key_marks_the_run_generating_failed(
 
 
 def test_an_endpoint_that_answers_nothing_leaves_every_chunk_to_ask_again(
-    env: dict[str, str], store: PostgresRunStore, sample_dataset: str, llm_server: LLMServer
+    env: dict[str, str],
+    store: PostgresRunStore,
+    sample_dataset: str,
+    llm_server: LLMServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The endpoint is down: a chunk it never answered has no result. Recorded as skipped,
     # it would never be asked again when the run is recovered.
     llm_server.script = lambda text, n: scripts.Reply(503, "{}", {"Retry-After": "0"})
+    monkeypatch.setenv("DMFLOW_LLM_OUTAGE_WAIT_S", "2")
     run = store.create_run(sample_dataset, params={"generator": "openai", "batch_size": 16})
-    with pytest.raises(Exception, match="every request"):
+    with pytest.raises(Exception, match="failed every request for 2 s"):
         asyncio.run(generate_training_data(run.id))
     failed = store.get_run(run.id)
     assert failed.status is RunStatus.GENERATING_FAILED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from dmflow.generation.harvest import Harvest
+from dmflow.generation.harvest import UNRECORDED_LIMIT, Harvest, RecordingStopped
 from dmflow.models import ChunkResult
 
 
@@ -65,3 +65,31 @@ def test_take_hands_over_everything_once_and_close_ends_the_wait() -> None:
     ids, usage, emptied, ready = asyncio.run(scenario())
     assert ids == ["c1"] and usage == {"requests": 3}
     assert emptied and ready is False
+
+
+def test_no_room_while_16_finished_chunks_wait_to_be_recorded() -> None:
+    async def scenario() -> tuple[bool, bool, bool]:
+        harvest = Harvest()
+        for n in range(UNRECORDED_LIMIT):
+            harvest.add(done(n))
+        taken = harvest.take()  # a record is being written: still not recorded
+        asking = asyncio.create_task(harvest.room())
+        await asyncio.sleep(0.1)
+        held = not asking.done()
+        await harvest.recorded(len(taken.results))
+        await asyncio.wait_for(asking, 5)
+        # A recorder that gave up: whoever waits for room is told, not left waiting.
+        for n in range(UNRECORDED_LIMIT):
+            harvest.add(done(n))
+        waiting = asyncio.create_task(harvest.room())
+        await asyncio.sleep(0.05)
+        await harvest.stop()
+        try:
+            await asyncio.wait_for(waiting, 5)
+            stopped = False
+        except RecordingStopped:
+            stopped = True
+        return held, asking.done(), stopped
+
+    held, released, stopped = asyncio.run(scenario())
+    assert held and released and stopped
