@@ -8,11 +8,13 @@ the sweep to find it dead.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +31,7 @@ from dmflow.store.postgres import PostgresRunStore
 from flows.recovery import recover_failed_runs
 from tests.fixtures.activeloop_server import CORPUS, ActiveloopServer, JobScript
 from tests.fixtures.cli import clean_env
-from tests.fixtures.llm_server import LLMServer
+from tests.fixtures.llm_server import LLMServer, Reply, valid_json
 from tests.fixtures.postgres import Database
 from tests.fixtures.processes import processes_in_session, signal_and_wait, start_worker, wait_until
 from tests.test_recovery import duplicate_pairs
@@ -86,10 +88,32 @@ def test_interrupted_or_terminated_during_generation_is_generating_failed(
     slow_llm: dict[str, str],
     store: PostgresRunStore,
     sample_dataset: str,
+    llm_server: LLMServer,
     sent: signal.Signals,
 ) -> None:
+    # The endpoint holds every request after the first 48 until the signal is sent: on a
+    # loaded machine the run must not finish before this test gets to send it (Prefect
+    # rightly ignores a signal that lands after the flow run has completed).
+    sent_already = threading.Event()
+    answered = itertools.count()
+
+    def held(text: str, attempt: int) -> Reply:
+        if next(answered) >= 48:
+            sent_already.wait(60)
+        return valid_json(text, attempt)
+
+    llm_server.script = held
     worker = start_parent_flow(slow_llm, dataset=sample_dataset, generator="openai", batch_size=16)
-    signal_and_wait(worker, generating(store, sample_dataset), "generation had begun", sent)
+    try:
+        wait_until(worker, generating(store, sample_dataset), "generation had begun")
+        worker.send_signal(sent)
+        sent_already.set()
+        worker.wait(timeout=60)
+    finally:
+        sent_already.set()
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=30)
     run = the_run(store, sample_dataset)
     assert run is not None
     assert run.status is RunStatus.GENERATING_FAILED
