@@ -155,6 +155,7 @@ def run_card(
         facts.add_row("driver", Text(dead, style="red"))
     if run.status.is_failed or dead:
         facts.add_row("resume", f"dmflow recover {short(run.id)}")
+    if run.status.is_failed:  # a dead run is failed by its recovery; only then deletable
         facts.add_row("or drop", f"dmflow delete {short(run.id)}")
     parts: list[Any] = [head, facts]
     if recall := recall_table(run.metrics or {}, box=None, padding=(0, 2, 0, 0)):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -87,3 +90,26 @@ def test_show_is_a_card_with_what_to_do_next(
     assert "3 requests" in out and "$0.5000" in out
     assert "boom: a bad key" in out and f"dmflow recover {str(run.id)[:8]}" in out
     assert "{" not in out  # no raw JSON
+
+
+def test_a_run_whose_driver_is_gone_is_shown_as_dead_without_writing(
+    dmflow: CliRunner, db: Database, store: PostgresRunStore
+) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process that ran on this host and is gone: a killed driver
+    run = store.create_run("ds-dead")
+    run = store.claim(run, socket.gethostname(), gone.pid, datetime.now(UTC))
+    env = clean_env(DMFLOW_DATABASE_URL=db.url, COLUMNS="80")
+    ref = str(run.id)[:8]
+
+    listed = dmflow("runs", env=env)
+    shown = dmflow("show", ref, env=env)
+
+    assert listed.returncode == 0 and shown.returncode == 0, listed.stderr + shown.stderr
+    assert "generating, dead" in listed.stdout
+    assert f"{ref} is generating but nothing drives it any more" in listed.stdout
+    assert "generating, dead" in shown.stdout
+    assert f"process {gone.pid}" in shown.stdout and "is gone" in shown.stdout
+    assert f"dmflow recover {ref}" in shown.stdout
+    assert "dmflow delete" not in shown.stdout  # refused for a run that is not failed
+    assert store.get_run(run.id) == run

@@ -55,8 +55,11 @@ async def record_patiently(
 
 
 def outage_message(run: TrainingRun, waited_s: float, problem: str) -> str:
+    # The store's own advice (check DMFLOW_DATABASE_URL...) is for a database that was
+    # never reached; this one answered before, so only its reason is kept.
+    reason = problem.split(": check ")[0].rstrip(".")
     return (
-        f"the database did not answer for {waited_s:.0f} s ({problem.rstrip('.')}); "
+        f"the database did not answer for {waited_s:.0f} s ({reason}); "
         f"{run.processed_chunks} of {run.total_chunks} chunks are recorded and safe: "
         f"run `dmflow recover {short(run.id)}` once the database is back"
     )
