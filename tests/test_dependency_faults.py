@@ -43,6 +43,10 @@ def skipped_chunks(store: PostgresRunStore, run_id: object) -> int:
     return sum(store.skipped_reasons(run_id).values())  # type: ignore[arg-type]
 
 
+def run_without_training(env: dict[str, str], dataset: str) -> subprocess.Popen[str]:
+    return start_dmflow(env, "run", dataset, "--generator", "openai", "--no-train")
+
+
 def finish(command: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str]:
     try:
         _, stderr = command.communicate(timeout=timeout)
@@ -63,7 +67,7 @@ def test_a_20_s_llm_outage_mid_run_holds_the_run_and_skips_nothing(
     down = outage(after_requests=len(sample_texts) // 3, seconds=20.0)
     llm_server.script = down
 
-    command = start_dmflow(llm_env, "run", sample_dataset, "--generator", "openai", "--no-train")
+    command = run_without_training(llm_env, sample_dataset)
     returncode, stderr = finish(command)
 
     run = the_run(store, sample_dataset)
@@ -71,13 +75,12 @@ def test_a_20_s_llm_outage_mid_run_holds_the_run_and_skips_nothing(
     assert run is not None and run.status is RunStatus.GENERATED, run
     assert run.processed_chunks == run.total_chunks == len(sample_texts)
     assert skipped_chunks(store, run.id) == 0
-    # Every chunk answered once; the outage cost the requests that showed it and one probe
-    # at a time after that (every 0.5 s, growing to 5 s), not every chunk's every try.
+    # Every request beyond one per chunk failed during the outage (no chunk was answered
+    # twice), and the outage cost the 5 requests that showed it, those in flight, and one
+    # probe at a time after that (0.5, 1, 2, 4, 5, 5... s apart): not every chunk's tries.
     assert down.failed >= 1
-    answered_twice = [t for t in sample_texts.values() if llm_server.requests_for(t) - 1 > 5]
-    assert answered_twice == []
     assert llm_server.total_requests - len(sample_texts) == down.failed
-    assert down.failed <= IN_FLIGHT + 5 + 20 / 0.5
+    assert down.failed <= 5 + IN_FLIGHT + 12
     assert run.usage["requests"] == llm_server.total_requests
 
 
@@ -92,7 +95,7 @@ def test_an_llm_outage_longer_than_the_wait_fails_the_phase_then_recover_complet
     llm_server.script = down
     env = {**llm_env, "DMFLOW_LLM_OUTAGE_WAIT_S": "2"}
 
-    command = start_dmflow(env, "run", sample_dataset, "--generator", "openai", "--no-train")
+    command = run_without_training(env, sample_dataset)
     returncode, stderr = finish(command)
 
     run = the_run(store, sample_dataset)
@@ -123,8 +126,9 @@ def test_database_connections_cut_mid_run_cost_no_chunk_twice(
     sample_texts: dict[str, str],
     llm_server: LLMServer,
 ) -> None:
-    env = {**llm_env, "PGAPPNAME": "dmflow-under-test"}  # libpq names its connections so
-    command = start_dmflow(env, "run", sample_dataset, "--generator", "openai", "--no-train")
+    # libpq names the command's connections, so that only those are cut.
+    env = {**llm_env, "PGAPPNAME": "dmflow-under-test"}
+    command = run_without_training(env, sample_dataset)
     cuts = 0
     try:
         while command.poll() is None and cuts < 3:
@@ -174,7 +178,7 @@ def test_the_database_killed_mid_run_stops_the_asking_and_recover_redoes_little(
     apply_migrations(url)
     env = {**llm_env, "DMFLOW_DATABASE_URL": url, "DMFLOW_DB_OUTAGE_WAIT_S": "5"}
     store = PostgresRunStore(url)
-    command = start_dmflow(env, "run", sample_dataset, "--generator", "openai", "--no-train")
+    command = run_without_training(env, sample_dataset)
     try:
         while True:
             assert command.poll() is None, command.communicate()
