@@ -12,6 +12,11 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from dmflow import lifecycle
+from dmflow.lifecycle import Liveness
+from dmflow.models import TrainingRun
+from dmflow.settings import Settings
+
 START_TIME_TOLERANCE = timedelta(seconds=2)
 
 
@@ -82,3 +87,10 @@ def is_gone(host: str | None, pid: int | None, started_at: datetime | None) -> b
     if started_at is None or running_since is None:
         return False
     return abs(running_since - started_at) > START_TIME_TOLERANCE
+
+
+def run_liveness(run: TrainingRun, settings: Settings, now: datetime | None = None) -> Liveness:
+    """The lifecycle's verdict on an active run, with what this host can tell about its
+    driver (gone, or unknown elsewhere). Reads only."""
+    gone = is_gone(run.driver_host, run.driver_pid, run.driver_started_at)
+    return lifecycle.liveness(run, now or datetime.now(UTC), settings, driver_gone=gone)

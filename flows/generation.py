@@ -210,8 +210,9 @@ async def _ask(
 def _explained(exc: BaseException, recorder: Recorder, latest: TrainingRun) -> BaseException:
     """The error the phase fails with: the recorder's own when recording stopped the
     asking; an LLM outage with where the run stands and how to resume it."""
-    if isinstance(exc, RecordingStopped) and recorder.failure() is not None:
-        return recorder.failure() or exc
+    failure = recorder.failure()
+    if isinstance(exc, RecordingStopped) and failure is not None:
+        return failure
     if isinstance(exc, EndpointOutage):
         return EndpointOutage.at(exc, latest)
     return exc

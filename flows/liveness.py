@@ -4,23 +4,16 @@ it has not, so the UI agrees."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect import get_client
 from prefect.states import Crashed
 
-from dmflow import driver, lifecycle
+from dmflow import lifecycle
 from dmflow.models import TrainingRun
-from dmflow.settings import Settings
 from dmflow.store.base import RunStore
 
 logger = logging.getLogger("dmflow.liveness")
-
-
-def liveness(run: TrainingRun, settings: Settings) -> lifecycle.Liveness:
-    gone = driver.is_gone(run.driver_host, run.driver_pid, run.driver_started_at)
-    return lifecycle.liveness(run, datetime.now(UTC), settings, driver_gone=gone)
 
 
 async def fail_dead_run(store: RunStore, run: TrainingRun, reason: str) -> TrainingRun | None:

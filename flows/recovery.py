@@ -17,6 +17,7 @@ from prefect.deployments import run_deployment
 from prefect.runtime import deployment as current_deployment
 
 from dmflow import lifecycle, resources
+from dmflow.driver import run_liveness
 from dmflow.errors import RunStillActive
 from dmflow.lifecycle import SweepAction
 from dmflow.models import Recovery, SweepReport, TrainingRun
@@ -25,7 +26,7 @@ from dmflow.store.base import RunStore
 from flows.deployment_table import RECOVER_TRAINING_RUN
 from flows.events import flow_store
 from flows.hooks import parent_failure_hook
-from flows.liveness import fail_dead_run, liveness
+from flows.liveness import fail_dead_run
 from flows.names import recovery_name
 from flows.phases import current_flow_run_id, run_phases
 
@@ -35,7 +36,7 @@ async def _take_over_if_dead(store: RunStore, run: TrainingRun, settings: Settin
     its phase first, like the sweep would."""
     if not run.status.is_active:
         return run
-    verdict = liveness(run, settings)
+    verdict = run_liveness(run, settings)
     if not verdict.dead:
         raise RunStillActive(run.id, run.status.value, verdict.reason)
     return await fail_dead_run(store, run, verdict.reason) or store.get_run(run.id)
@@ -108,12 +109,12 @@ async def recover_failed_runs(limit: int = 200) -> SweepReport:
     for run in store.list_runs(limit=limit):
         if not run.status.is_active:
             continue
-        verdict = liveness(run, settings)
+        verdict = run_liveness(run, settings)
         action = lifecycle.sweep_action(run, datetime.now(UTC), settings, verdict)
         if action is SweepAction.RECONCILE and await fail_dead_run(store, run, verdict.reason):
             report.reconciled.append(run.id)
     for run in store.list_runs(limit=limit):
-        waiting = liveness(run, settings) if lifecycle.waits_to_train(run) else None
+        waiting = run_liveness(run, settings) if lifecycle.waits_to_train(run) else None
         action = lifecycle.sweep_action(run, datetime.now(UTC), settings, waiting)
         if action is SweepAction.RECOVER:
             await _recover(run, report)

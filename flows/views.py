@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from dmflow import driver, lifecycle
+from dmflow.driver import run_liveness
 from dmflow.models import TrainingRun
 from dmflow.run_ids import short
 from dmflow.settings import Settings
@@ -31,8 +31,7 @@ def why_dead(run: TrainingRun, settings: Settings, now: datetime | None = None) 
     """Why a run that says it is being worked on has nobody working on it (its process is
     gone, or its heartbeat stopped), or None. Read only: the sweep or `dmflow recover`
     writes the failure."""
-    gone = driver.is_gone(run.driver_host, run.driver_pid, run.driver_started_at)
-    found = lifecycle.liveness(run, now or datetime.now(UTC), settings, driver_gone=gone)
+    found = run_liveness(run, settings, now)
     return found.reason if found.dead else None
 
 

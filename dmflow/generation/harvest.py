@@ -85,16 +85,12 @@ class Harvest:
     async def recorded(self, chunks: int) -> None:
         """A record of `chunks` taken chunks has ended (stored, or failed for good)."""
         self._recording = max(0, self._recording - chunks)
-        condition = self._condition()
-        async with condition:
-            condition.notify_all()
+        await self._wake_room()
 
     async def stop(self) -> None:
         """Recording failed for good: wake and fail every request waiting for room."""
         self._stopped = True
-        condition = self._condition()
-        async with condition:
-            condition.notify_all()
+        await self._wake_room()
 
     @property
     def empty(self) -> bool:
@@ -134,6 +130,11 @@ class Harvest:
             self._oldest_at = time.monotonic()
         if self._arrived is not None:
             self._arrived.set()
+
+    async def _wake_room(self) -> None:
+        condition = self._condition()
+        async with condition:
+            condition.notify_all()
 
     def _condition(self) -> asyncio.Condition:
         if self._room is None:

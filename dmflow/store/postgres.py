@@ -244,12 +244,11 @@ class PostgresRunStore:
         try:
             with self._pool.connection() as conn:
                 yield conn
-        except psycopg.OperationalError as exc:
-            if error_from_database(exc.sqlstate, str(exc), None) is None:
-                self._down_at = time.monotonic()
-            raise self._translated(exc) from None
         except psycopg.Error as exc:
-            raise self._translated(exc) from None
+            translated = self._translated(exc)
+            if isinstance(translated, DatabaseUnavailable):
+                self._down_at = time.monotonic()
+            raise translated from None
         except PoolTimeout as exc:
             self._down_at = time.monotonic()
             raise DatabaseUnavailable(
