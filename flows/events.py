@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from typing import Any, cast
+from uuid import UUID
 
 from prefect.events import emit_event
 
 from dmflow import resources
 from dmflow.models import TrainingRun
-from dmflow.status import RunStatus
+from dmflow.status import Phase, RunStatus
 from dmflow.store.base import RunStore
 
 logger = logging.getLogger("dmflow.events")
@@ -52,6 +53,13 @@ class EventingRunStore:
         created = self._inner.create_run(dataset, **kwargs)
         emit_status_event(created)
         return created
+
+    def enter_phase(self, run_id: UUID, phase: Phase, **kwargs: Any) -> TrainingRun:
+        was = self._inner.get_run(run_id).status if phase is Phase.TRAINING else None
+        entered = self._inner.enter_phase(run_id, phase, **kwargs)
+        if entered.status is not was and was is RunStatus.GENERATED:  # it moved to training
+            emit_status_event(entered)
+        return entered
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

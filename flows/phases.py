@@ -31,7 +31,14 @@ async def run_phases(
     if run.status is RunStatus.GENERATING:
         # Take the lease now, not when the subflow starts: a kill -9 in between would
         # leave a run no process claims, dead only once its heartbeat goes stale.
-        run = await asyncio.to_thread(flow_store().claim, run, *Driver.current().as_lease())
+        run = await asyncio.to_thread(
+            flow_store().enter_phase,
+            run.id,
+            Phase.GENERATION,
+            attempt=run.attempt,
+            flow_run_id=driver,
+            lease=Driver.current().as_lease(),
+        )
     await publish_summary(run)
     try:
         for phase in phases:

@@ -5,11 +5,11 @@ own artifacts are. Updated at each phase's end and when the run fails."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from prefect.artifacts import acreate_markdown_artifact
 
 from dmflow.models import TrainingRun
+from dmflow.phases.markdown import usage_markdown
 from dmflow.run_ids import short
 from dmflow.training.recall_rows import recall_rows
 
@@ -41,14 +41,6 @@ def summary_markdown(run: TrainingRun) -> str:
         "on the generate subflow runs; the recall evaluation on the train subflow run.",
     ]
     return "\n".join(lines)
-
-
-def usage_markdown(usage: dict[str, Any]) -> list[str]:
-    """The run's usage as a markdown table (after a blank line), or nothing."""
-    if not usage:
-        return []
-    rows = [f"| {key} | {value:g} |" for key, value in sorted(usage.items())]
-    return ["", "| usage | value |", "| --- | --- |", *rows]
 
 
 def _key(run: TrainingRun) -> str:

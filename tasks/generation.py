@@ -12,8 +12,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Cancelled
 
 from dmflow.chunks import Chunk
+from dmflow.generation.answers import Answers
 from dmflow.generation.base import GeneratedBatch, QuestionGenerator
-from dmflow.generation.harvest import Harvest
 from dmflow.generation.patience import record_patiently
 from dmflow.models import TrainingRun
 from dmflow.store.base import RunStore
@@ -21,13 +21,13 @@ from dmflow.store.base import RunStore
 
 @task(name="generate-questions", task_run_name="generate-{label}", cache_policy=NO_CACHE)
 async def generate_questions(
-    generator: QuestionGenerator, chunks: list[Chunk], harvest: Harvest, label: str
+    generator: QuestionGenerator, chunks: list[Chunk], answers: Answers, label: str
 ) -> State[None] | None:
     """Questions for each chunk of the batch, or the reason it was skipped, put in the
-    harvest chunk by chunk as they finish (nothing is returned: a result would be kept
+    answers chunk by chunk as they finish (nothing is returned: a result would be kept
     by Prefect for as long as the flow run lasts)."""
     try:
-        await generator.generate(chunks, harvest)
+        await generator.generate(chunks, answers)
     except asyncio.CancelledError:
         # The phase stopped this batch (another one failed, or a signal came): it ends
         # Cancelled, not Crashed, which reads as an infrastructure failure. The phase

@@ -11,7 +11,7 @@ import pytest
 
 from dmflow.models import ChunkResult
 from dmflow.run_ids import AmbiguousRunId, id_range, parse_prefix, resolve_run
-from dmflow.status import RunStatus
+from dmflow.status import Phase, RunStatus
 from dmflow.store.postgres import PostgresRunStore
 from tests.fixtures.cli import CliRunner, clean_env
 from tests.fixtures.postgres import Database
@@ -98,7 +98,13 @@ def test_a_run_whose_driver_is_gone_is_shown_as_dead_without_writing(
     gone = subprocess.Popen(["true"])
     gone.wait()  # a process that ran on this host and is gone: a killed driver
     run = store.create_run("ds-dead")
-    run = store.claim(run, socket.gethostname(), gone.pid, datetime.now(UTC))
+    run = store.enter_phase(
+        run.id,
+        Phase.GENERATION,
+        attempt=run.attempt,
+        flow_run_id=None,
+        lease=(socket.gethostname(), gone.pid, datetime.now(UTC)),
+    )
     env = clean_env(DMFLOW_DATABASE_URL=db.url, COLUMNS="80")
     ref = str(run.id)[:8]
 

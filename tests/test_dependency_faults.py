@@ -17,7 +17,7 @@ import pytest
 
 from dmflow.db.local_postgres import LocalPostgres
 from dmflow.db.migrations import apply_migrations
-from dmflow.generation.harvest import UNRECORDED_LIMIT
+from dmflow.generation.answers import UNRECORDED_LIMIT
 from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
 from tests.fixtures.cli import CliRunner, clean_env

@@ -261,9 +261,9 @@ def test_the_heartbeat_beats_between_status_checks(
     store: PostgresRunStore,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import flows.heartbeat
+    import dmflow.phases.heartbeat
 
-    monkeypatch.setattr(flows.heartbeat, "HEARTBEAT_EVERY_S", 0.25)
+    monkeypatch.setattr(dmflow.phases.heartbeat, "HEARTBEAT_EVERY_S", 0.25)
     activeloop_server.script = JobScript(outcome="training")
     run = generated_run(
         store, CORPUS, trainer="managed", poll_intervals_s=[4.0], training_timeout_s=1.0

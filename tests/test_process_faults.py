@@ -24,7 +24,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 
-from dmflow.generation.harvest import UNRECORDED_LIMIT
+from dmflow.generation.answers import UNRECORDED_LIMIT
 from dmflow.models import TrainingRun
 from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore

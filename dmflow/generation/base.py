@@ -13,7 +13,7 @@ from dmflow.models import ChunkResult, TrainingRun
 from dmflow.run_ids import short
 
 if TYPE_CHECKING:
-    from dmflow.generation.harvest import Harvest
+    from dmflow.generation.answers import Answers
 
 
 class GenerationFailed(DmflowError):
@@ -49,11 +49,11 @@ class QuestionGenerator(Protocol):
     name: str
 
     async def generate(
-        self, chunks: Sequence[Chunk], harvest: Harvest | None = None
+        self, chunks: Sequence[Chunk], answers: Answers | None = None
     ) -> GeneratedBatch:
         """Questions for each chunk. A chunk whose output stays unusable is skipped with
         its reason; one the endpoint never answered has no result (it is in `unanswered`,
-        and in the harvest's); `GenerationFailed` only for failures of the whole run. With a
-        `harvest`, each chunk's result goes there as soon as it is done and each request
+        and in the answers'); `GenerationFailed` only for failures of the whole run. With a
+        `answers`, each chunk's result goes there as soon as it is done and each request
         is counted there as soon as it is sent, whatever happens to the batch after."""
         ...

@@ -15,9 +15,9 @@ from collections import Counter
 from collections.abc import Sequence
 
 from dmflow.chunks import Chunk
+from dmflow.generation.answers import Answers
 from dmflow.generation.base import GeneratedBatch
 from dmflow.generation.cleaning import clean_questions
-from dmflow.generation.harvest import Harvest
 from dmflow.models import ChunkResult
 
 UNRECORDED_LIMIT_LOCAL = 1024
@@ -101,12 +101,12 @@ class LocalQuestionGenerator:
         self.questions_per_chunk = questions_per_chunk
 
     async def generate(
-        self, chunks: Sequence[Chunk], harvest: Harvest | None = None
+        self, chunks: Sequence[Chunk], answers: Answers | None = None
     ) -> GeneratedBatch:
-        if harvest is not None:
+        if answers is not None:
             # Nothing is paid here, so a looser bound than the LLM's: enough to keep the
             # recorder busy, and a database that does not answer still stops the work.
-            await harvest.room(UNRECORDED_LIMIT_LOCAL)
+            await answers.room(UNRECORDED_LIMIT_LOCAL)
         results = []
         for chunk in chunks:
             questions = questions_for(chunk, self.questions_per_chunk)
@@ -116,8 +116,8 @@ class LocalQuestionGenerator:
                 else ChunkResult.skipped(chunk.id, "no usable questions: too little text")
             )
             results.append(result)
-            if harvest is not None:
-                harvest.add(result)
-        if harvest is not None:
-            harvest.count("chunks", len(chunks))
+            if answers is not None:
+                answers.add(result)
+        if answers is not None:
+            answers.count("chunks", len(chunks))
         return GeneratedBatch(results=results, usage={"chunks": len(chunks)})

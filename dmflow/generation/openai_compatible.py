@@ -26,9 +26,9 @@ import openai
 from pydantic import SecretStr
 
 from dmflow.chunks import Chunk
+from dmflow.generation.answers import Answers
 from dmflow.generation.base import GeneratedBatch, GenerationFailed
 from dmflow.generation.cleaning import clean_questions, parse_question_list
-from dmflow.generation.harvest import Harvest
 from dmflow.generation.outage import EndpointBreaker
 from dmflow.generation.ratelimit import RateLimiter
 from dmflow.models import ChunkResult
@@ -125,9 +125,9 @@ class OpenAIQuestionGenerator:
         )
 
     async def generate(
-        self, chunks: Sequence[Chunk], harvest: Harvest | None = None
+        self, chunks: Sequence[Chunk], answers: Answers | None = None
     ) -> GeneratedBatch:
-        tally = _Tally(harvest)
+        tally = _BatchAnswers(answers)
         outcomes = await _all_or_none(self._one(chunk, tally) for chunk in chunks)
         return GeneratedBatch(
             results=[o.result for o in outcomes if o.result is not None],
@@ -135,7 +135,7 @@ class OpenAIQuestionGenerator:
             unanswered=[o.chunk for o in outcomes if o.result is None],
         )
 
-    async def _one(self, chunk: Chunk, tally: _Tally) -> _Outcome:
+    async def _one(self, chunk: Chunk, tally: _BatchAnswers) -> _Outcome:
         outcome = await self._answer(chunk, tally)
         if outcome.result is not None:
             tally.done(outcome.result)
@@ -143,7 +143,7 @@ class OpenAIQuestionGenerator:
             tally.give_up(chunk, outcome.problem)
         return outcome
 
-    async def _answer(self, chunk: Chunk, usage: _Tally) -> _Outcome:
+    async def _answer(self, chunk: Chunk, usage: _BatchAnswers) -> _Outcome:
         config = self.config
         passage = chunk.text[:MAX_PASSAGE_CHARS]
         messages = [
@@ -189,7 +189,7 @@ class OpenAIQuestionGenerator:
             return _Outcome(chunk, ChunkResult.skipped(chunk.id, reason))
 
     async def _request(
-        self, messages: list[dict[str, str]], estimated_tokens: int, usage: _Tally
+        self, messages: list[dict[str, str]], estimated_tokens: int, usage: _BatchAnswers
     ) -> str | None:
         async with self._slots:
             # Right before sending, with a slot in hand: a chunk that passed this while
@@ -232,7 +232,7 @@ class OpenAIQuestionGenerator:
             )
         return content if isinstance(content, str) else None
 
-    def _classified(self, exc: openai.APIError, probe: bool, usage: _Tally) -> Exception:
+    def _classified(self, exc: openai.APIError, probe: bool, usage: _BatchAnswers) -> Exception:
         """What a failed request means: the run cannot go on (a refused key, no such
         model), a transport failure worth another try (`_Transient`), or this request
         refused for itself (the SDK's own error, which the caller handles)."""
@@ -271,30 +271,30 @@ class OpenAIQuestionGenerator:
         return backoff * (0.5 + random.random() / 2)  # jitter spreads a burst of retries
 
 
-class _Tally:
-    """A batch's usage, and its finished chunks, mirrored into the phase's harvest the
+class _BatchAnswers:
+    """A batch's usage, and its finished chunks, mirrored into the phase's answers the
     moment they happen (a request is counted when sent, whether or not it is answered)."""
 
-    def __init__(self, harvest: Harvest | None) -> None:
+    def __init__(self, answers: Answers | None) -> None:
         self.usage: dict[str, float] = {}
-        self._harvest = harvest
+        self._answers = answers
 
     def add(self, key: str, amount: float) -> None:
         self.usage[key] = self.usage.get(key, 0) + amount
-        if self._harvest is not None:
-            self._harvest.count(key, amount)
+        if self._answers is not None:
+            self._answers.count(key, amount)
 
     def done(self, result: ChunkResult) -> None:
-        if self._harvest is not None:
-            self._harvest.add(result)
+        if self._answers is not None:
+            self._answers.add(result)
 
     def give_up(self, chunk: Chunk, reason: str) -> None:
-        if self._harvest is not None:
-            self._harvest.give_up(chunk, reason)
+        if self._answers is not None:
+            self._answers.give_up(chunk, reason)
 
     async def room(self) -> None:
-        if self._harvest is not None:
-            await self._harvest.room()
+        if self._answers is not None:
+            await self._answers.room()
 
 
 async def _all_or_none(work: Iterable[Coroutine[Any, Any, _Outcome]]) -> list[_Outcome]:

@@ -2,7 +2,7 @@
 
 A dropped connection, a pooler restart or a failover that is back within the wait costs
 nothing: the same record (same key, so its usage counts once and its chunks once) is
-tried again. Meanwhile generation asks nothing more (the harvest's backpressure). A
+tried again. Meanwhile generation asks nothing more (the answers' backpressure). A
 database gone for longer than the wait stops the phase with one line that says what is
 safe and what to do.
 """

@@ -18,7 +18,7 @@ from dmflow.errors import (
     RunNotFound,
 )
 from dmflow.models import ChunkResult, TrainingPair, TrainingRun
-from dmflow.status import RunStatus
+from dmflow.status import Phase, RunStatus
 
 
 class RunStore(Protocol):
@@ -78,11 +78,21 @@ class RunStore(Protocol):
         (`params_patch` is merged into `params`)."""
         ...
 
-    def claim(
-        self, run: TrainingRun, host: str, pid: int, started_at: datetime | None
+    def enter_phase(
+        self,
+        run_id: UUID,
+        phase: Phase,
+        *,
+        attempt: int | None,
+        flow_run_id: UUID | None,
+        lease: tuple[str, int, datetime | None],
     ) -> TrainingRun:
-        """Record the process driving an active run (its lease) and beat its heartbeat;
-        fenced by attempt like every write."""
+        """May the flow run `flow_run_id`, given `attempt` (None: any), work on the run's
+        `phase`? Decided once, atomically: `ConcurrentUpdate` when a newer attempt or
+        another flow run drives it; the run unchanged when the phase is already behind
+        it; else the run in the phase's active status (a `generated` run moves to
+        `training`), leased to `lease` (host, pid, process start) with a fresh heartbeat.
+        """
         ...
 
     def record_batch(
@@ -119,15 +129,6 @@ class RunStore(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def fenced_run(store: RunStore, run_id: UUID, attempt: int | None) -> TrainingRun:
-    """The run, refused with `ConcurrentUpdate` when a newer attempt has taken it over
-    (`attempt` None: whatever attempt is current)."""
-    run = store.get_run(run_id)
-    if attempt is not None and run.attempt != attempt:
-        raise ConcurrentUpdate(run.id, run.status.value, run.attempt)
-    return run
 
 
 def batch_payload(

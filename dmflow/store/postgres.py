@@ -22,7 +22,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from dmflow.errors import DatabaseRefused, DatabaseUnavailable, RunNotFound
 from dmflow.models import ChunkResult, TrainingPair, TrainingRun
 from dmflow.redaction import describe, scrub
-from dmflow.status import RunStatus, check_transition
+from dmflow.status import Phase, RunStatus, check_transition
 from dmflow.store.base import batch_payload, error_from_database
 
 _RUNS = "public.deep_memory_training_runs"
@@ -162,12 +162,18 @@ class PostgresRunStore:
             ),
         )
 
-    def claim(
-        self, run: TrainingRun, host: str, pid: int, started_at: datetime | None
+    def enter_phase(
+        self,
+        run_id: UUID,
+        phase: Phase,
+        *,
+        attempt: int | None,
+        flow_run_id: UUID | None,
+        lease: tuple[str, int, datetime | None],
     ) -> TrainingRun:
         return self._one(
-            "select * from public.dmflow_claim_run(%s, %s, %s, %s, %s)",
-            (run.id, run.attempt, host, pid, started_at),
+            "select * from public.dmflow_enter_phase(%s, %s, %s, %s, %s, %s, %s)",
+            (run_id, phase.value, attempt, flow_run_id, *lease),
         )
 
     def record_batch(

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from dmflow.errors import ConfigurationError, DatabaseUnavailable, RunNotFound
 from dmflow.models import ChunkResult, TrainingPair, TrainingRun
-from dmflow.status import RunStatus, check_transition
+from dmflow.status import Phase, RunStatus, check_transition
 from dmflow.store.base import batch_payload, error_from_database
 
 _RUNS = "deep_memory_training_runs"
@@ -153,14 +153,23 @@ class SupabaseRunStore:
             },
         )
 
-    def claim(
-        self, run: TrainingRun, host: str, pid: int, started_at: datetime | None
+    def enter_phase(
+        self,
+        run_id: UUID,
+        phase: Phase,
+        *,
+        attempt: int | None,
+        flow_run_id: UUID | None,
+        lease: tuple[str, int, datetime | None],
     ) -> TrainingRun:
+        host, pid, started_at = lease
         return self._rpc(
-            "dmflow_claim_run",
+            "dmflow_enter_phase",
             {
-                "p_run_id": str(run.id),
-                "p_attempt": run.attempt,
+                "p_run_id": str(run_id),
+                "p_phase": phase.value,
+                "p_attempt": attempt,
+                "p_flow_run_id": _uuid(flow_run_id),
                 "p_host": host,
                 "p_pid": pid,
                 "p_started_at": started_at.isoformat() if started_at else None,

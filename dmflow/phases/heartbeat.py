@@ -7,8 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from dmflow import resources
-from dmflow.driver import Driver
 from dmflow.models import TrainingRun
 from dmflow.settings import Settings
 from dmflow.store.base import RunStore
@@ -35,11 +33,9 @@ async def _beat(store: RunStore, run: TrainingRun, every_s: float) -> None:
 
 
 @asynccontextmanager
-async def heartbeat(store: RunStore, run: TrainingRun) -> AsyncIterator[None]:
-    """Claim the run for this process (its lease) and beat its heartbeat while the phase
-    works."""
-    await asyncio.to_thread(store.claim, run, *Driver.current().as_lease())
-    beating = asyncio.create_task(_beat(store, run, beat_interval_s(resources.settings())))
+async def heartbeat(store: RunStore, run: TrainingRun, settings: Settings) -> AsyncIterator[None]:
+    """Beat the heartbeat of a run this process has entered while its phase works."""
+    beating = asyncio.create_task(_beat(store, run, beat_interval_s(settings)))
     try:
         yield
     finally:

@@ -1,11 +1,11 @@
-"""The harvest: when a phase records what generation finished."""
+"""The answers: when a phase records what generation finished."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-from dmflow.generation.harvest import UNRECORDED_LIMIT, Harvest, RecordingStopped
+from dmflow.generation.answers import UNRECORDED_LIMIT, Answers, RecordingStopped
 from dmflow.models import ChunkResult
 
 
@@ -15,18 +15,18 @@ def done(n: int) -> ChunkResult:
 
 def test_ready_at_the_chunk_count_without_waiting_for_the_time_limit() -> None:
     async def scenario() -> tuple[bool, float, int]:
-        harvest = Harvest()
+        answers = Answers()
 
         async def produce() -> None:
             for n in range(20):
-                harvest.add(done(n))
+                answers.add(done(n))
                 await asyncio.sleep(0.01)
 
         producer = asyncio.create_task(produce())
         started = time.monotonic()
-        ready = await harvest.ready(16, within_s=30)
+        ready = await answers.ready(16, within_s=30)
         waited = time.monotonic() - started
-        pending = harvest.pending
+        pending = answers.pending
         await producer
         return ready, waited, pending
 
@@ -36,13 +36,13 @@ def test_ready_at_the_chunk_count_without_waiting_for_the_time_limit() -> None:
 
 def test_ready_after_the_time_limit_with_fewer_chunks_or_only_usage() -> None:
     async def scenario(fill: str) -> tuple[bool, float]:
-        harvest = Harvest()
+        answers = Answers()
         if fill == "chunks":
-            harvest.add(done(1))
+            answers.add(done(1))
         else:
-            harvest.count("requests", 1)
+            answers.count("requests", 1)
         started = time.monotonic()
-        ready = await harvest.ready(16, within_s=0.3)
+        ready = await answers.ready(16, within_s=0.3)
         return ready, time.monotonic() - started
 
     for fill in ("chunks", "usage"):
@@ -52,14 +52,14 @@ def test_ready_after_the_time_limit_with_fewer_chunks_or_only_usage() -> None:
 
 def test_take_hands_over_everything_once_and_close_ends_the_wait() -> None:
     async def scenario() -> tuple[list[str], dict[str, float], bool, bool]:
-        harvest = Harvest()
-        harvest.add(done(1))
-        harvest.count("requests", 2)
-        harvest.count("requests", 1)
-        batch = harvest.take()
-        emptied = harvest.empty
-        asyncio.get_running_loop().call_later(0.05, harvest.close)
-        ready = await harvest.ready(16, within_s=30)
+        answers = Answers()
+        answers.add(done(1))
+        answers.count("requests", 2)
+        answers.count("requests", 1)
+        batch = answers.take()
+        emptied = answers.empty
+        asyncio.get_running_loop().call_later(0.05, answers.close)
+        ready = await answers.ready(16, within_s=30)
         return [r.chunk_id for r in batch.results], batch.usage, emptied, ready
 
     ids, usage, emptied, ready = asyncio.run(scenario())
@@ -69,21 +69,21 @@ def test_take_hands_over_everything_once_and_close_ends_the_wait() -> None:
 
 def test_no_room_while_16_finished_chunks_wait_to_be_recorded() -> None:
     async def scenario() -> tuple[bool, bool, bool]:
-        harvest = Harvest()
+        answers = Answers()
         for n in range(UNRECORDED_LIMIT):
-            harvest.add(done(n))
-        taken = harvest.take()  # a record is being written: still not recorded
-        asking = asyncio.create_task(harvest.room())
+            answers.add(done(n))
+        taken = answers.take()  # a record is being written: still not recorded
+        asking = asyncio.create_task(answers.room())
         await asyncio.sleep(0.1)
         held = not asking.done()
-        await harvest.recorded(len(taken.results))
+        await answers.recorded(len(taken.results))
         await asyncio.wait_for(asking, 5)
         # A recorder that gave up: whoever waits for room is told, not left waiting.
         for n in range(UNRECORDED_LIMIT):
-            harvest.add(done(n))
-        waiting = asyncio.create_task(harvest.room())
+            answers.add(done(n))
+        waiting = asyncio.create_task(answers.room())
         await asyncio.sleep(0.05)
-        await harvest.stop()
+        await answers.stop()
         try:
             await asyncio.wait_for(waiting, 5)
             stopped = False

@@ -1,8 +1,8 @@
 """Record what generation finished while it goes on, not batch by batch.
 
-One recorder per phase takes the harvest every `RECORD_EVERY_CHUNKS` finished chunks or
+One recorder per phase takes the answers every `RECORD_EVERY_CHUNKS` finished chunks or
 every `RECORD_EVERY_S` seconds, whichever comes first, and records it as one `record`
-task. A request waits for room before it is sent (`UNRECORDED_LIMIT` finished chunks
+step. A request waits for room before it is sent (`UNRECORDED_LIMIT` finished chunks
 not yet recorded), so a kill -9 or a database that stops answering costs at most the
 requests in flight and that many chunks. When the phase fails (an error, a signal),
 `close` still records what every batch in flight finished, and the usage of every
@@ -12,16 +12,12 @@ request they sent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
-from prefect import get_run_logger
-
+from dmflow.generation.answers import UNRECORDED_LIMIT, Answers
 from dmflow.generation.base import GeneratedBatch
-from dmflow.generation.harvest import UNRECORDED_LIMIT, Harvest
 from dmflow.models import TrainingRun
+from dmflow.phases.steps import GenerationSteps
 from dmflow.store.base import RunStore, record_storable
-from tasks.generation import record_batch
-from tasks.lineage import forget_results
 
 RECORD_EVERY_CHUNKS = UNRECORDED_LIMIT // 2
 """Half the room: the next chunks are answered while one record is being written."""
@@ -30,20 +26,20 @@ LAST_RECORD_TIMEOUT_S = 3.0
 """On failure, how long the last record may take: a signal's exit waits for it."""
 
 
-class Recorder:
+class AnswerRecorder:
     def __init__(
         self,
         store: RunStore,
         run: TrainingRun,
         max_pairs: int,
-        on_recorded: Callable[[TrainingRun], Awaitable[None]],
+        steps: GenerationSteps,
         database_wait_s: float,
     ) -> None:
         self.store, self.run, self.max_pairs = store, run, max_pairs
         self.database_wait_s = database_wait_s
         self.latest = run
-        self.harvest = Harvest()
-        self._on_recorded = on_recorded
+        self.answers = Answers()
+        self._steps = steps
         self._records = 0
         self._loop: asyncio.Task[None] | None = None
 
@@ -53,16 +49,16 @@ class Recorder:
     async def close(self, *, failed: bool) -> TrainingRun:
         """Stop the recording loop and record what is left. After a failure this is best
         effort and bounded in time: it must not hide the failure nor hold up an exit."""
-        self.harvest.close()
+        self.answers.close()
         if not failed:
             if self._loop is not None:
                 await self._loop
-            await self._record(self.harvest.take())
+            await self._record(self.answers.take())
             return self.latest
         try:
             await asyncio.wait_for(self._last_record(), LAST_RECORD_TIMEOUT_S)
         except Exception as exc:  # the phase's own failure is what the user must see
-            get_run_logger().warning(
+            self._steps.log.warning(
                 "could not record the chunks finished before the failure (%s): they will "
                 "be generated again on recovery",
                 type(exc).__name__,
@@ -72,7 +68,7 @@ class Recorder:
     async def _last_record(self) -> None:
         if self._loop is not None:
             await asyncio.shield(self._loop)
-        left = self.harvest.take()
+        left = self.answers.take()
         if left.results or left.usage:
             # Directly, not as a task: no retries to wait through while exiting.
             recorded = await asyncio.to_thread(
@@ -88,10 +84,10 @@ class Recorder:
 
     async def _record_as_it_comes(self) -> None:
         try:
-            while await self.harvest.ready(RECORD_EVERY_CHUNKS, RECORD_EVERY_S):
-                await self._record(self.harvest.take())
+            while await self.answers.ready(RECORD_EVERY_CHUNKS, RECORD_EVERY_S):
+                await self._record(self.answers.take())
         except BaseException:
-            await self.harvest.stop()  # nothing more may be asked: it could not be recorded
+            await self.answers.stop()  # nothing more may be asked: it could not be recorded
             raise
 
     def check(self) -> None:
@@ -111,7 +107,7 @@ class Recorder:
         self._records += 1
         first = batch.results[0].chunk_id if batch.results else "usage"
         try:
-            recorded = await record_batch(
+            recorded = await self._steps.record(
                 self.store,
                 self.run,
                 batch,
@@ -121,7 +117,6 @@ class Recorder:
                 self.latest,
             )
         finally:
-            await self.harvest.recorded(len(batch.results))
-        forget_results(batch, recorded)
+            await self.answers.recorded(len(batch.results))
         self.latest = recorded  # records run one at a time: the newest counts it all
-        await self._on_recorded(self.latest)
+        await self._steps.progress(self.latest)

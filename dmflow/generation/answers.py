@@ -27,7 +27,7 @@ class RecordingStopped(DmflowError):
     what the phase reports)."""
 
 
-class Harvest:
+class Answers:
     def __init__(self) -> None:
         self._results: list[ChunkResult] = []
         self._usage: dict[str, float] = {}
@@ -97,14 +97,14 @@ class Harvest:
         return not self._results and not self._usage
 
     def take(self) -> GeneratedBatch:
-        """Everything finished so far, leaving the harvest empty."""
+        """Everything finished so far, leaving the answers empty."""
         batch = GeneratedBatch(results=self._results, usage=self._usage)
         self._recording += len(self._results)
         self._results, self._usage, self._oldest_at = [], {}, None
         return batch
 
     def close(self) -> None:
-        """Wake whoever waits in `ready`: no more waiting for a full harvest."""
+        """Wake whoever waits in `ready`: no more waiting for a full answers."""
         self._closing = True
         self._event().set()
 

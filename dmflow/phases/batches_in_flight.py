@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
-class Window(Generic[T]):
+class BatchesInFlight(Generic[T]):
     """At most `size` coroutines run at once. `add` starts one and, when the window is
     full, waits until at least one has finished; it hands back what finished (a failure
     is raised there). `drain` waits for the rest; `cancel` stops them."""

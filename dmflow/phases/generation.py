@@ -1,0 +1,201 @@
+"""Generation: questions for every chunk not yet in the run's ledger, resumable.
+
+The chunk ledger is the source of truth for what is done: a resumed run skips every
+chunk already recorded. A bounded number of batches is asked at once
+(`BatchesInFlight`); their chunks' answers are recorded as they finish
+(`AnswerRecorder`), each record one transaction, so a run killed at any moment loses at
+most the requests in flight and `UNRECORDED_LIMIT` answers. Chunks the endpoint never
+answered are asked once more at the end, then left to the next attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+from dmflow.chunks import Chunk, open_chunk_source
+from dmflow.generation.answers import Answers, RecordingStopped
+from dmflow.generation.base import ChunksUnanswered, GeneratedBatch, QuestionGenerator
+from dmflow.generation.factory import build_generator
+from dmflow.generation.outage import EndpointOutage
+from dmflow.generation.patience import record_patiently
+from dmflow.models import ChunkResult, TrainingRun
+from dmflow.params import RunParams
+from dmflow.phases.batches_in_flight import BatchesInFlight
+from dmflow.phases.heartbeat import heartbeat
+from dmflow.phases.markdown import generation_markdown
+from dmflow.phases.recorder import AnswerRecorder
+from dmflow.phases.steps import GenerationSteps
+from dmflow.settings import Settings
+from dmflow.status import RunStatus
+from dmflow.store.base import RunStore
+
+
+async def generate(
+    run: TrainingRun, store: RunStore, settings: Settings, steps: GenerationSteps
+) -> TrainingRun:
+    """Generate for a `generating` run this process has entered; return it `generated`."""
+    params = RunParams.model_validate(run.params)
+    source = await asyncio.to_thread(open_chunk_source, run.dataset, settings)
+    run = await asyncio.to_thread(store.update_progress, run, total_chunks=source.total)
+    recorded = await asyncio.to_thread(store.recorded_chunk_ids, run.id)
+    generator = build_generator(params, settings)
+    steps.log.info(
+        "generating for %s: %d chunks, %d already recorded, generator %s, batches of %d",
+        run.dataset,
+        source.total,
+        len(recorded),
+        generator.name,
+        params.batch_size,
+    )
+    await steps.progress(run, force=True)
+    batches = source.batches(params.batch_size, skip=recorded)
+    async with heartbeat(store, run, settings):
+        in_flight = BatchesInFlight[object](batches_in_flight(params, settings))
+        run = await _record_all(run, store, batches, generator, params, settings, in_flight, steps)
+    return await _finish(run, store, params, steps)
+
+
+def batches_in_flight(params: RunParams, settings: Settings) -> int:
+    """The setting, or more when the LLM's concurrency needs more chunks than that to keep
+    every request slot busy while a batch is being recorded."""
+    if params.generator != "openai":
+        return settings.generation_batches_in_flight
+    to_fill_slots = -(-settings.llm_concurrency // params.batch_size)
+    return max(settings.generation_batches_in_flight, to_fill_slots + 1)
+
+
+async def _record_all(
+    run: TrainingRun,
+    store: RunStore,
+    batches: Iterator[list[Chunk]],
+    generator: QuestionGenerator,
+    params: RunParams,
+    settings: Settings,
+    in_flight: BatchesInFlight[object],
+    steps: GenerationSteps,
+) -> TrainingRun:
+    """Ask every batch, a bounded number in flight, while the recorder records their
+    chunks as they finish; then ask once more the chunks the endpoint never answered.
+    Return the run as the last record left it."""
+    recorder = AnswerRecorder(store, run, params.max_pairs, steps, settings.db_outage_wait_s)
+    recorder.start()
+    try:
+        await _ask(batches, generator, params, in_flight, recorder, steps, "")
+        later = recorder.answers.take_unanswered()
+        if later and recorder.latest.pair_count < params.max_pairs:
+            steps.log.warning(
+                "%d chunks got no answer from the LLM endpoint (%s): asking them again",
+                len(later),
+                recorder.answers.unanswered_reason,
+            )
+            again = (
+                later[i : i + params.batch_size] for i in range(0, len(later), params.batch_size)
+            )
+            await _ask(again, generator, params, in_flight, recorder, steps, "again-")
+    except BaseException as exc:
+        await in_flight.cancel()
+        latest = await recorder.close(failed=True)
+        with contextlib.suppress(Exception):  # the report must not hide the failure
+            await steps.progress(latest, force=True)  # where it stopped, not a second ago
+        raise _explained(exc, recorder, latest) from None
+    latest = await recorder.close(failed=False)
+    return await _settle_unanswered(latest, store, recorder.answers, params, settings, steps)
+
+
+async def _ask(
+    batches: Iterator[list[Chunk]],
+    generator: QuestionGenerator,
+    params: RunParams,
+    in_flight: BatchesInFlight[object],
+    recorder: AnswerRecorder,
+    steps: GenerationSteps,
+    label: str,
+) -> None:
+    index = 0
+    while recorder.latest.pair_count < params.max_pairs:
+        chunks = await asyncio.to_thread(next, batches, None)
+        if chunks is None:
+            break
+        index += 1
+        name = f"{label}{index}-{chunks[0].id}"
+        await in_flight.add(steps.ask(generator, chunks, recorder.answers, name))
+        recorder.check()
+    await in_flight.drain()
+    recorder.check()
+
+
+def _explained(exc: BaseException, recorder: AnswerRecorder, latest: TrainingRun) -> BaseException:
+    """The error the phase fails with: the recorder's own when recording stopped the
+    asking; an LLM outage with where the run stands and how to resume it."""
+    failure = recorder.failure()
+    if isinstance(exc, RecordingStopped) and failure is not None:
+        return failure
+    if isinstance(exc, EndpointOutage):
+        return EndpointOutage.at(exc, latest)
+    return exc
+
+
+async def _settle_unanswered(
+    run: TrainingRun,
+    store: RunStore,
+    answers: Answers,
+    params: RunParams,
+    settings: Settings,
+    steps: GenerationSteps,
+) -> TrainingRun:
+    """Chunks the endpoint did not answer even when asked again: the run cannot be
+    `generated` without them. Asked again by the next attempt, unless this attempt is the
+    last the sweep's budget allows: then they are given up (a poison request)."""
+    left = answers.take_unanswered()
+    if not left or run.pair_count >= params.max_pairs:
+        return run
+    reason = answers.unanswered_reason
+    if run.attempt < max(1, settings.recovery_attempt_budget):
+        raise ChunksUnanswered(run, len(left), reason)
+    given_up = [
+        ChunkResult.skipped(c.id, f"no answer in {run.attempt + 1} attempts: {reason}")
+        for c in left
+    ]
+    steps.log.warning(
+        "%d chunks got no answer in %d attempts (%s): recorded as skipped",
+        len(left),
+        run.attempt + 1,
+        reason,
+    )
+    return await record_patiently(
+        store,
+        run,
+        GeneratedBatch(results=given_up),
+        params.max_pairs,
+        wait_s=settings.db_outage_wait_s,
+        latest=run,
+    )
+
+
+async def _finish(
+    run: TrainingRun, store: RunStore, params: RunParams, steps: GenerationSteps
+) -> TrainingRun:
+    capped = run.pair_count >= params.max_pairs
+    if capped:
+        steps.log.info("stopped at the max_pairs cap of %d pairs", params.max_pairs)
+        run = await asyncio.to_thread(
+            store.update_progress, run, params_patch={"max_pairs_reached": True}
+        )
+    await steps.progress(run, force=True)
+    skipped = await asyncio.to_thread(store.skipped_reasons, run.id)
+    run = await asyncio.to_thread(store.transition, run, RunStatus.GENERATED)
+    await steps.summary(
+        f"generation-summary-{run.id}",
+        generation_markdown(run, skipped, capped),
+        f"Generation summary for run {run.id}",
+    )
+    steps.log.info(
+        "generated %d pairs from %d of %d chunks (%d skipped)",
+        run.pair_count,
+        run.processed_chunks,
+        run.total_chunks,
+        sum(skipped.values()),
+    )
+    return run
