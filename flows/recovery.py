@@ -32,13 +32,16 @@ from flows.phases import current_flow_run_id, run_phases
 
 
 async def _take_over_if_dead(store: RunStore, run: TrainingRun, settings: Settings) -> TrainingRun:
-    """An active run is recovered only once its driver is known dead: it is then failed in
-    its phase first, like the sweep would."""
-    if not run.status.is_active:
+    """An active run, or one its driver is about to train, is recovered only once that
+    driver is known dead: an active one is then failed in its phase first, like the
+    sweep would."""
+    if not (run.status.is_active or lifecycle.waits_to_train(run)):
         return run
     verdict = run_liveness(run, settings)
     if not verdict.dead:
         raise RunStillActive(run.id, run.status.value, verdict.reason)
+    if not run.status.is_active:
+        return run
     return await fail_dead_run(store, run, verdict.reason) or store.get_run(run.id)
 
 

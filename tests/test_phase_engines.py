@@ -88,7 +88,10 @@ def test_entering_training_moves_a_generated_run_to_the_new_driver(any_store: Ru
     with pytest.raises(ConcurrentUpdate):
         enter(any_store, generated, Phase.TRAINING, flow_run_id=uuid.uuid4())
     completed = any_store.transition(training, RunStatus.COMPLETED)
-    assert enter(any_store, completed, Phase.TRAINING).status is RunStatus.COMPLETED
+    done = enter(any_store, completed, Phase.TRAINING, flow_run_id=recovering)
+    assert done.status is RunStatus.COMPLETED
+    with pytest.raises(ConcurrentUpdate):  # completed by another flow run: not this one's
+        enter(any_store, completed, Phase.TRAINING, flow_run_id=uuid.uuid4())
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 
 import pytest
@@ -123,6 +124,32 @@ def test_two_recoveries_at_once_exactly_one_proceeds(
     ), others
     done = store.get_run(failed.id)
     assert (done.status, done.attempt) == (RunStatus.COMPLETED, 1)
+
+
+@pytest.mark.parametrize("driver", ["alive", "gone"])
+def test_a_run_between_generation_and_training_is_left_to_a_live_driver(
+    flow_env: dict[str, str],
+    store: PostgresRunStore,
+    db: Database,
+    sample_dataset: str,
+    driver: str,
+) -> None:
+    # Its driver trains it next: a recovery may take it over only once that driver is gone.
+    run = store.create_run(sample_dataset, params={"generator": "local", "poll_intervals_s": [0.2]})
+    asyncio.run(generate_training_data(run.id))  # leased to this process, which is alive
+    assert store.get_run(run.id).status is RunStatus.GENERATED
+    if driver == "alive":
+        with pytest.raises(RunStillActive, match="alive"):
+            asyncio.run(recover_training_run(run.id))
+        assert store.get_run(run.id).status is RunStatus.GENERATED
+        return
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    db.execute(
+        "update deep_memory_training_runs set driver_pid = %s where id = %s", (gone.pid, run.id)
+    )
+    assert asyncio.run(recover_training_run(run.id)).recovered
+    assert store.get_run(run.id).status is RunStatus.COMPLETED
 
 
 def test_the_sweep_reconciles_recovers_and_reports(

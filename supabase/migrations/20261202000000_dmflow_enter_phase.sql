@@ -3,7 +3,8 @@
 --
 -- A phase's flow run enters the phase with the attempt and the driving flow run it
 -- was given. Under the run's row lock, this function refuses a newer attempt or
--- another driver (DMC01), returns a run whose phase is already behind it unchanged,
+-- another driver (DMC01), returns a run whose phase is already behind it unchanged
+-- (a run another flow run completed is refused: that flow run did the work),
 -- moves a generated run into training (through dmflow_transition_run, the one
 -- function that changes a status) and takes the lease of the process entering.
 -- Safe to re-run.
@@ -36,7 +37,9 @@ begin
     end if;
     if (p_phase = 'generation'
             and entered.status in ('generated', 'training', 'training_failed', 'completed'))
-       or (p_phase = 'training' and entered.status = 'completed') then
+       or (p_phase = 'training' and entered.status = 'completed'
+           and (p_flow_run_id is null or entered.flow_run_id is null
+                or entered.flow_run_id = p_flow_run_id)) then
         return entered;  -- the phase is behind the run: nothing to do
     end if;
     if p_phase = 'training' and entered.status = 'generated' then
