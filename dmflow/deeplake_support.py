@@ -1,8 +1,11 @@
-"""Importing deeplake 3.9 without it phoning home.
+"""Importing deeplake 3.9 without it phoning home, and without its pickle fallback.
 
 `import deeplake` asks PyPI for a newer version (a 2 s timeout offline) and
 turns telemetry on unless told otherwise; its telemetry would also carry our
-training queries. Import it only through `import_deeplake()`.
+training queries. Opening a dataset whose `version_control_info.json` is missing,
+deeplake unpickles `version_control_info` instead: a crafted dataset (a local
+directory, a hub:// dataset someone else can write) would run its code in our
+process. Import it only through `import_deeplake()`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from types import ModuleType
 from typing import Any
 
 from pydantic import SecretStr
+
+from dmflow.errors import DmflowError
 
 
 def _seed_version_check_cache() -> None:
@@ -45,8 +50,47 @@ def import_deeplake() -> ModuleType:
     _seed_version_check_cache()
     import deeplake
 
+    _refuse_pickled_version_info()
     module: ModuleType = deeplake
     return module
+
+
+class UnsafeDataset(DmflowError):
+    """A dataset that could only be opened by unpickling part of it."""
+
+
+class _NoUnpickling:
+    """Stands in for `pickle` in deeplake's version control module: the one place it
+    unpickles what a dataset holds (datasets older than deeplake 3.0's JSON format)."""
+
+    @staticmethod
+    def loads(data: bytes, /, **_: Any) -> Any:
+        raise UnsafeDataset(
+            "the dataset has no version_control_info.json, only a pickled version file "
+            "that dmflow will not unpickle (it can run code): re-save the dataset with "
+            "deeplake 3.9, or check where it came from"
+        )
+
+
+def _refuse_pickled_version_info() -> None:
+    from deeplake.util import version_control
+
+    version_control.pickle = _NoUnpickling
+
+
+def refuse_unsafe_local_dataset(path: str) -> None:
+    """A local dataset without `version_control_info.json` is refused before deeplake
+    opens it (with its own words, not deeplake's)."""
+    if "://" in path:
+        return  # remote: the guard in deeplake's import refuses it when it is read
+    root = Path(path)
+    is_dataset = root.is_dir() and (root / "dataset_meta.json").exists()
+    if is_dataset and not (root / "version_control_info.json").is_file():
+        raise UnsafeDataset(
+            f"dataset {path} has no version_control_info.json, only what deeplake "
+            "would unpickle (which can run code): dmflow refuses to open it; re-save "
+            "it with deeplake 3.9, or check where it came from"
+        )
 
 
 def _refuse_reporting_consent() -> None:
@@ -89,6 +133,7 @@ def load_read_only(
     deeplake = import_deeplake()
     from deeplake.util.exceptions import DatasetHandlerError
 
+    refuse_unsafe_local_dataset(path)
     try:
         return deeplake.load(
             path,
