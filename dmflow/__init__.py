@@ -16,3 +16,9 @@ os.environ.setdefault("BUGGER_OFF", "yes")
 # Prefect's temporary server (a flow run from plain Python without PREFECT_API_URL)
 # creates and migrates its database on first use: often past Prefect's 20 s default.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+# Every log record of the process is scrubbed of secrets when it is made, whichever
+# handler (the terminal, Prefect's API) it goes to.
+from dmflow.redaction import scrub_every_log_record
+
+scrub_every_log_record()

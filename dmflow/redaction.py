@@ -3,11 +3,19 @@
 Never a secret (a password in a connection URL, an API key, a JWT) and never document
 text: a database error is reported by its class and primary message, without the
 CONTEXT and DETAIL in which PostgreSQL quotes the row (the chunk's text) it failed on.
+Secrets are removed by shape (what looks like a key or a URL's password) and by value:
+every secret dmflow is configured with is remembered when its settings are read, so an
+endpoint that echoes a key of any shape (`gsk_...`, a bare token) is scrubbed too.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
 
 # user:password@ in any URL-ish string, also malformed ones (`postgres//u:p@h`), and the
 # key=value password of a libpq connection string.
@@ -21,12 +29,46 @@ _KEYS = re.compile(
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 MAX_MESSAGE_CHARS = 500
+MIN_SECRET_CHARS = 6
+"""Shorter values are not remembered: scrubbing `none` or `test` everywhere would
+mangle messages, and a secret that short protects nothing anyway."""
+
+_remembered: tuple[str, ...] = ()
+_remembering = threading.Lock()
+
+
+def remember_secret(value: str | None) -> None:
+    """Scrub `value`, and its URL-encoded and URL-decoded forms, from every text that
+    `scrub` cleans from now on, in this process."""
+    global _remembered
+    if not value:
+        return
+    forms = {
+        value,
+        urllib.parse.unquote(value),
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote_plus(value),
+    }
+    with _remembering:
+        known = set(_remembered) | {f for f in forms if len(f) >= MIN_SECRET_CHARS}
+        # Longest first: a secret containing another is removed whole.
+        _remembered = tuple(sorted(known, key=len, reverse=True))
+
+
+def remember_connection_secrets(conninfo: str | None) -> None:
+    """The password of a connection URL or libpq string, as written and decoded."""
+    if not conninfo:
+        return
+    for match in _URL_PASSWORD.finditer(conninfo):
+        remember_secret(match["secret"])
+    for match in _KV_PASSWORD.finditer(conninfo):
+        remember_secret(match["secret"].strip("'"))
 
 
 def scrub(text: str, *secrets: str | None) -> str:
-    """`text` without passwords, keys and the given secrets."""
-    for secret in secrets:
-        if secret:
+    """`text` without passwords, keys, the given secrets and every remembered one."""
+    for secret in (*secrets, *_remembered):
+        if secret and secret in text:
             text = text.replace(secret, "***")
     text = _URL_PASSWORD.sub(lambda m: m["keep"] + "***@" if m["secret"] else m[0], text)
     text = _KV_PASSWORD.sub(lambda m: m["keep"] + "***", text)
@@ -49,3 +91,33 @@ def describe(exc: BaseException) -> str:
     message = scrub(" ".join(message.split()))[:MAX_MESSAGE_CHARS]
     name = type(exc).__name__
     return f"{name}: {message}" if message else name
+
+
+class _ScrubbedRecords:
+    """Wraps the log record factory: every record's message and traceback text is
+    scrubbed when the record is made, whichever logger or handler it goes to (the
+    terminal, Prefect's API log handler, a file)."""
+
+    def __init__(self, make: Callable[..., logging.LogRecord]) -> None:
+        self.make = make
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.make(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is logging's to report, not ours
+            return record
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = scrub(text)
+        return record
+
+
+def scrub_every_log_record() -> None:
+    """Install the scrubbing record factory once per process."""
+    current = logging.getLogRecordFactory()
+    if not isinstance(current, _ScrubbedRecords):
+        logging.setLogRecordFactory(_ScrubbedRecords(current))

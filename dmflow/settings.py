@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dmflow.redaction import remember_connection_secrets, remember_secret
 
 
 class Settings(BaseSettings):
@@ -93,6 +95,22 @@ class Settings(BaseSettings):
     def _empty_means_unset(cls, value: object) -> object:
         # `DMFLOW_DATABASE_URL=` in a shell or .env must not mean "connect to ''".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _remember_secrets(self) -> Settings:
+        # From here on, `scrub` removes each of them by value wherever it appears.
+        for value in (
+            self.supabase_key,
+            self.activeloop_token,
+            self.embedding_api_key,
+            self.llm_api_key,
+            self.database_url,
+        ):
+            if value is not None:
+                remember_secret(value.get_secret_value())
+        if self.database_url is not None:
+            remember_connection_secrets(self.database_url.get_secret_value())
+        return self
 
     def resolved_data_dir(self) -> Path:
         # Not resolve(): a data directory that is a symbolic link is refused, not followed.

@@ -167,10 +167,9 @@ class OpenAIQuestionGenerator:
                 usage.add("retries", 1)
                 await asyncio.sleep(self._delay(tries - 1, problem.retry_after))
                 continue
-            except openai.BadRequestError as exc:
+            except _RefusedRequest as refused:
                 # Refused for this chunk only (too long for the context, say): no retry helps.
-                result = ChunkResult.skipped(chunk.id, f"request refused: {_brief(exc)}")
-                return _Outcome(chunk, result)
+                return _Outcome(chunk, ChunkResult.skipped(chunk.id, str(refused)))
             tries += 1
             raw = parse_question_list(content or "")
             dropped: Counter[str] = Counter()
@@ -261,14 +260,31 @@ class OpenAIQuestionGenerator:
                 _retry_after(exc.response),
                 probe,
             )
-        self._breaker.answered()  # it answered: a refusal of this request only
-        return exc
+        self._breaker.answered()  # it answered
+        status = getattr(exc, "status_code", None)
+        if status in _REFUSED_FOR_THIS_REQUEST:
+            return _RefusedRequest(f"request refused ({status}): {_brief(exc)}")
+        # Never the SDK's own error: it holds the request, headers (the key) included,
+        # and Prefect would pickle it into its result storage.
+        return GenerationFailed(
+            f"the LLM endpoint answered {status or type(exc).__name__}: {_brief(exc)}; "
+            "check DMFLOW_LLM_BASE_URL and DMFLOW_LLM_MODEL"
+        )
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.config.backoff_max_s)
         backoff: float = min(self.config.backoff_max_s, self.config.backoff_base_s * 2.0**attempt)
         return backoff * (0.5 + random.random() / 2)  # jitter spreads a burst of retries
+
+
+_REFUSED_FOR_THIS_REQUEST = frozenset({400, 413, 422})
+"""Statuses that refuse one request for what it holds (too long for the context, a
+content policy, a body the endpoint cannot process): that chunk is skipped."""
+
+
+class _RefusedRequest(Exception):
+    """The endpoint refused this request for what it holds."""
 
 
 class _BatchAnswers:

@@ -16,8 +16,9 @@ from uuid import UUID
 import httpx
 from pydantic import SecretStr
 
-from dmflow.errors import ConfigurationError, DatabaseUnavailable, RunNotFound
+from dmflow.errors import ConfigurationError, DatabaseRefused, DatabaseUnavailable, RunNotFound
 from dmflow.models import ChunkResult, TrainingPair, TrainingRun
+from dmflow.redaction import scrub
 from dmflow.status import Phase, RunStatus, check_transition
 from dmflow.store.base import batch_payload, error_from_database
 
@@ -277,9 +278,14 @@ class SupabaseRunStore:
                     "Supabase refused the request (permission denied): DMFLOW_SUPABASE_KEY must "
                     "be the project's service-role key, not the anon key"
                 ) from None
-            raise
+            # Never postgrest's own error: its message and details are the server's words,
+            # which a misconfigured URL may fill with the key it was sent.
+            raise DatabaseRefused(
+                f"Supabase refused the request ({exc.code or 'no code'}): "
+                f"{scrub(' '.join(str(exc.message or '').split()))[:300]}"
+            ) from None
         except httpx.TransportError as exc:
             raise DatabaseUnavailable(
                 f"Supabase did not answer ({type(exc).__name__}): check DMFLOW_SUPABASE_URL "
                 "and the network"
-            ) from exc
+            ) from None

@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from dmflow.deadline import DeadlineExceeded, run_with_deadline
 from dmflow.deeplake_support import import_deeplake, keep_telemetry_off, point_at_activeloop
 from dmflow.models import TrainingPair
+from dmflow.redaction import describe, scrub
 from dmflow.settings import Settings
 from dmflow.training.base import JobState, JobStatus, TrainerUnavailable, TrainingError
 from dmflow.training.corpus import QuestionEmbedder, open_dataset
@@ -61,11 +62,13 @@ def _translated(error: BaseException, what: str) -> BaseException:
             "on app.activeloop.ai, or train with trainer=local"
         )
     if isinstance(error, dl.AuthorizationException):
-        return TrainingError(f"{what}: Activeloop refused access (403): {error.original_message}")
+        return TrainingError(
+            f"{what}: Activeloop refused access (403): {scrub(str(error.original_message))}"
+        )
     if isinstance(error, dl.ResourceNotFoundException):
-        return TrainingError(f"{what}: not found on Activeloop: {error}")
+        return TrainingError(f"{what}: not found on Activeloop: {scrub(str(error))}")
     if isinstance(error, dl.BadRequestException):
-        return TrainingError(f"{what}: Activeloop refused the request: {error}")
+        return TrainingError(f"{what}: Activeloop refused the request: {scrub(str(error))}")
     server_side = (
         dl.ServerException,
         dl.BadGatewayException,
@@ -74,7 +77,11 @@ def _translated(error: BaseException, what: str) -> BaseException:
         requests.exceptions.RequestException,
     )
     if isinstance(error, server_side):
-        return TrainerUnavailable(f"{what}: {type(error).__name__}: {error}")
+        return TrainerUnavailable(f"{what}: {describe(error)}")
+    if type(error).__module__.split(".")[0] in ("deeplake", "requests", "urllib3"):
+        # Never deeplake's or requests' own error: it may hold the request, headers (the
+        # token) included, and Prefect would pickle it into its result storage.
+        return TrainingError(f"{what}: {describe(error)}")
     return error
 
 
