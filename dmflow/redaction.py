@@ -93,6 +93,20 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {message}" if message else name
 
 
+class ScrubbedArgument:
+    """A log record's argument, formatted scrubbed; `original` for filters that format
+    it their own way (they scrub what they make)."""
+
+    def __init__(self, original: object) -> None:
+        self.original = original
+
+    def __str__(self) -> str:
+        return scrub(str(self.original))
+
+    def __repr__(self) -> str:
+        return scrub(repr(self.original))
+
+
 class _ScrubbedRecords:
     """Wraps the log record factory: every record's message and traceback text is
     scrubbed when the record is made, whichever logger or handler it goes to (the
@@ -107,9 +121,15 @@ class _ScrubbedRecords:
             message = record.getMessage()
         except Exception:  # a broken format string is logging's to report, not ours
             return record
-        clean = scrub(message)
-        if clean != message:
-            record.msg, record.args = clean, ()
+        if scrub(message) != message:
+            record.msg = scrub(str(record.msg))
+            if isinstance(record.args, tuple):
+                record.args = tuple(
+                    arg if isinstance(arg, int | float) else ScrubbedArgument(arg)
+                    for arg in record.args
+                )
+            elif record.args:
+                record.msg, record.args = scrub(message), ()
         if record.exc_info and record.exc_info[1] is not None:
             text = logging.Formatter().formatException(record.exc_info)
             record.exc_text = scrub(text)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from dmflow.errors import DmflowError
-from dmflow.redaction import describe
+from dmflow.redaction import ScrubbedArgument, describe
 
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
@@ -31,6 +31,11 @@ class _Described:
     __str__ = __repr__
 
 
+def _described(arg: object) -> object:
+    original = arg.original if isinstance(arg, ScrubbedArgument) else arg
+    return _Described(original) if isinstance(original, BaseException) else arg
+
+
 class ExplainedFailureFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -41,9 +46,7 @@ class ExplainedFailureFilter(logging.Filter):
         record.exc_info = None
         record.exc_text = None
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                _Described(arg) if isinstance(arg, BaseException) else arg for arg in record.args
-            )
+            record.args = tuple(_described(arg) for arg in record.args)
         return True
 
 

@@ -7,6 +7,7 @@ embedded Prefect server, a fresh HOME), then every byte it wrote is searched."""
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from pathlib import Path
 
@@ -92,3 +93,23 @@ def test_a_remembered_secret_is_scrubbed_in_its_encoded_forms() -> None:
     for form in (secret, quote(secret, safe="")):
         assert "***" in scrub(f"could not connect with {form} to the server")
         assert form not in scrub(f"could not connect with {form} to the server")
+
+
+def test_a_log_record_is_scrubbed_whatever_its_logger_and_format(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import dmflow  # noqa: F401  (installs the record factory, as every dmflow process)
+
+    remember_secret(KEY)
+    logger = logging.getLogger("some.library")
+    with caplog.at_level(logging.INFO, logger="some.library"):
+        logger.info("sent %d requests with %s", 3, f"Bearer {KEY}")
+        logger.info("mapping %(key)s", {"key": KEY})
+        try:
+            raise ValueError(f"refused {KEY}")
+        except ValueError:
+            logger.exception("failed")
+    text = caplog.text
+    assert KEY not in text
+    assert "sent 3 requests with Bearer ***" in text and "mapping ***" in text
+    assert "ValueError: refused ***" in text
