@@ -4,6 +4,7 @@ loopback."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -42,13 +43,66 @@ def owned_directory(path: Path, *, also_owned_by: int | None = None) -> Path:
     return path
 
 
-def write_private(path: Path, text: str) -> None:
+def open_no_follow(path: Path, flags: int, mode: int = 0o600) -> int:
+    """Open `path` without following a symbolic link at its last component, nor at its
+    directory's (a directory another user owns, such as the cluster's, which the
+    `postgres` user could fill with links to root's files). A link there is refused."""
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        return os.open(path.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=directory)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigurationError(
+                f"{path} is a symbolic link, which dmflow never follows there (another user "
+                "may have put it there): remove it and run the command again"
+            ) from None
+        raise
+    finally:
+        os.close(directory)
+
+
+def _own_regular_file(fd: int, path: Path) -> None:
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
+        os.close(fd)
+        raise ConfigurationError(
+            f"{path} is not a plain file of its own (a device, a hard link to another file): "
+            "dmflow refuses to use it; remove it and run the command again"
+        )
+
+
+def write_private(path: Path, text: str, *, owner: tuple[int, int] | None = None) -> None:
     """Write a file only its owner can read, from its first byte (and after, if it
-    existed with a wider mode)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    existed with a wider mode), never through a link; `owner` (uid, gid) hands it over."""
+    fd = open_no_follow(path, os.O_WRONLY | os.O_CREAT)
+    _own_regular_file(fd, path)
+    os.fchmod(fd, 0o600)
+    if owner is not None:
+        os.fchown(fd, *owner)
+    os.ftruncate(fd, 0)
     with os.fdopen(fd, "w") as file:
         file.write(text)
-    os.chmod(path, 0o600)
+
+
+def read_private(path: Path, limit: int = 4096) -> str:
+    """A small file dmflow wrote, never read through a link (a link to a secret of root's
+    would send it to whoever listens on the port the same directory names)."""
+    fd = open_no_follow(path, os.O_RDONLY)
+    _own_regular_file(fd, path)
+    with os.fdopen(fd, "r") as file:
+        return file.read(limit)
+
+
+def touch_private(path: Path, *, owner: tuple[int, int] | None = None) -> None:
+    """Create `path` if missing, 0600, never through a link; `owner` hands it over."""
+    fd = open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    _own_regular_file(fd, path)
+    try:
+        os.fchmod(fd, 0o600)
+        if owner is not None:
+            os.fchown(fd, *owner)
+    finally:
+        os.close(fd)
 
 
 def reachable_by_others(path: Path) -> bool:
@@ -59,7 +113,7 @@ def reachable_by_others(path: Path) -> bool:
 @contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created if missing) for the block."""
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as handle:
+    with os.fdopen(open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

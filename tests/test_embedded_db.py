@@ -238,3 +238,29 @@ def test_a_data_dir_owned_by_another_user_is_refused(dmflow: CliRunner, data_dir
     assert result.returncode == 1
     assert "belongs to another user" in result.stderr, result.stderr
     assert list(foreign.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the attack needs root's dmflow and `postgres`")
+@pytest.mark.parametrize("planted", ["server.log", "port", "password"])
+def test_postgres_cannot_turn_root_s_dmflow_on_root_s_files_through_a_link(
+    dmflow: CliRunner, data_dir: Path, tmp_path: Path, planted: str
+) -> None:
+    # The cluster's directory belongs to `postgres` (PostgreSQL refuses root); `postgres`
+    # replaces one of dmflow's files there with a link to a file of root's.
+    env = clean_env(DMFLOW_DATA_DIR=str(data_dir))
+    assert dmflow("runs", env=env).returncode == 0
+    cluster = data_dir / "postgres"
+    LocalPostgres(cluster).stop()
+    victim = tmp_path / "root-only"
+    victim.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    victim.chmod(0o644)
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", "ln", "-sfn", str(victim), str(cluster / planted)],
+        check=True,
+    )
+    result = dmflow("runs", env=env)
+    assert result.returncode != 0
+    assert "symbolic link" in result.stderr and "Traceback" not in result.stderr
+    found = victim.stat()
+    assert (found.st_uid, found.st_mode & 0o777) == (0, 0o644)
+    assert victim.read_text() == "root:x:0:0:root:/root:/bin/bash\n"

