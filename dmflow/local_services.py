@@ -134,3 +134,34 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+_LISTEN = "0A"
+_LOOPBACK_OR_ANY = {
+    "0100007F",
+    "00000000",
+    "00000000000000000000000000000000",
+    "00000000000000000000000001000000",
+    "0000000000000000FFFF00000100007F",
+}
+
+
+def listening_uids(port: int) -> set[int] | None:
+    """The owners (uids) of the TCP sockets listening on `port` on loopback or on every
+    address, IPv4 and IPv6; None where the OS does not say (no /proc/net/tcp)."""
+    uids: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as lines:
+                next(lines, None)
+                for line in lines:
+                    fields = line.split()
+                    address, _, port_hex = fields[1].partition(":")
+                    if fields[3] != _LISTEN or int(port_hex, 16) != port:
+                        continue
+                    if address.upper() in _LOOPBACK_OR_ANY:
+                        uids.add(int(fields[7]))
+        except FileNotFoundError:
+            if table == "/proc/net/tcp":
+                return None
+    return uids

@@ -25,13 +25,15 @@ from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from dmflow.driver import process_exists
+from dmflow.driver import process_exists, process_start_time
 from dmflow.errors import ConfigurationError
 from dmflow.local_services import (
     file_lock,
     free_port,
+    listening_uids,
     owned_directory,
     port_is_free,
+    read_private,
     write_private,
 )
 
@@ -44,6 +46,8 @@ class ServerState:
     port: int
     database: str
     """`postgresql` (a database in the embedded PostgreSQL) or `sqlite`."""
+    started_at: float | None = None
+    """The server process's start time (epoch seconds): a pid alone can be reused."""
 
     @property
     def api_url(self) -> str:
@@ -52,6 +56,21 @@ class ServerState:
     @property
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+def _listens_as_us(port: int) -> bool:
+    uids = listening_uids(port)
+    return uids is None or uids == {os.geteuid()}
+
+
+def _is_ours(state: ServerState) -> bool:
+    if not process_exists(state.pid):
+        return False
+    if state.started_at is not None:
+        started = process_start_time(state.pid)
+        if started is None or abs(started.timestamp() - state.started_at) > 2:
+            return False  # another process has the pid now
+    return _listens_as_us(state.port)
 
 
 def _healthy(api_url: str, auth_string: str) -> bool:
@@ -94,15 +113,18 @@ class EmbeddedPrefectServer:
         if not self.auth_file.is_file():
             owned_directory(self.root)
             write_private(self.auth_file, f"dmflow:{secrets.token_urlsafe(24)}\n")
-        return self.auth_file.read_text().strip()
+        return read_private(self.auth_file).strip()
 
     def running(self) -> ServerState | None:
-        """The server this data directory started, if it is up and answering."""
+        """The server this data directory started, if it is up and answering. Trusted
+        (sent the login) only when the recorded process still runs, started when it was
+        recorded, and whatever listens on its port is this user's: a pid can be reused
+        and a port taken by another local user once the server stopped."""
         try:
-            state = ServerState(**json.loads(self.state_file.read_text()))
-        except (OSError, ValueError, TypeError):
+            state = ServerState(**json.loads(read_private(self.state_file)))
+        except (OSError, ValueError, TypeError, ConfigurationError):
             return None
-        if not process_exists(state.pid) or not _healthy(state.api_url, self.auth_string()):
+        if not _is_ours(state) or not _healthy(state.api_url, self.auth_string()):
             return None
         return state
 
@@ -161,17 +183,22 @@ class EmbeddedPrefectServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C never reaches it
             )
-        state = ServerState(process.pid, port, "postgresql" if database else "sqlite")
+        started = process_start_time(process.pid)
+        state = ServerState(
+            process.pid,
+            port,
+            "postgresql" if database else "sqlite",
+            started.timestamp() if started else None,
+        )
         self._wait_until_healthy(process, state, auth)
-        self.state_file.write_text(json.dumps(state.__dict__))
-        os.chmod(self.state_file, 0o600)
+        write_private(self.state_file, json.dumps(state.__dict__))
         return state
 
     def _previous_port(self) -> int | None:
         """The port it had last time, if free: the UI's address stays the same."""
         try:
-            port = int(json.loads(self.state_file.read_text())["port"])
-        except (OSError, ValueError, KeyError, TypeError):
+            port = int(json.loads(read_private(self.state_file))["port"])
+        except (OSError, ValueError, KeyError, TypeError, ConfigurationError):
             return None
         return port if port_is_free(port) else None
 
@@ -179,7 +206,7 @@ class EmbeddedPrefectServer:
         self, process: subprocess.Popen[bytes], state: ServerState, auth: str
     ) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _healthy(state.api_url, auth):
+        while not (_listens_as_us(state.port) and _healthy(state.api_url, auth)):
             if process.poll() is not None or time.monotonic() > deadline:
                 with suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
