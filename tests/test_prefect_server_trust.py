@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,7 @@ def listen_as_nobody(port: int, shared: Path) -> subprocess.Popen[str]:
         ],
         stdout=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # runuser forks: the group ends the listener too
     )
     assert listener.stdout is not None and listener.stdout.readline().strip() == "listening"
     return listener
@@ -98,7 +100,7 @@ def test_a_port_taken_by_another_user_is_not_the_server(tmp_path: Path, shared: 
         time.sleep(0.5)
         assert not (shared / "received").exists()  # no request, so no login, was sent
     finally:
-        listener.kill()
+        os.killpg(listener.pid, signal.SIGKILL)
         listener.wait()
 
 
