@@ -153,18 +153,30 @@ def test_questions_with_markup_are_dropped_and_counted() -> None:
             "<img src=x onerror=alert(1)> what is this?",
             "What does <script>fetch('//evil')</script> do?",
             "Why is [link](javascript:alert(1)) shown?",
+            # What the block list let through (the second security review):
+            "What is <image src=x onerror=alert(1)> here?",
+            'Where does <area href="jav&#x61;script:alert(1)"> lead?',
+            'Why is style="background:url(https://evil/x)" used?',
+            "What does <table background=//evil/x> show?",
+            "Which <portal src=//evil> opens?",
+            "What does <applet code=x> run?",
+            "Why is ![x](https://evil/pixel.png) loaded?",
+            "Where is https://evil.example/track linked?",
+            "What hides in this\u200b sentence?",
             "What does the expression a < b > c mean in Python?",
             "How does the cooling loop keep pressure stable?",
+            "What does `str.join` return for R&D teams, in €?",
         ],
         "unrelated chunk text",
-        limit=5,
+        limit=20,
         dropped=dropped,
     )
     assert kept == [
         "What does the expression a < b > c mean in Python?",
         "How does the cooling loop keep pressure stable?",
+        "What does `str.join` return for R&D teams, in €?",
     ]
-    assert dropped["markup"] == 3
+    assert dropped["markup"] == 12
 
 
 ROOT = Path(__file__).resolve().parent.parent

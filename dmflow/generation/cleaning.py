@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
+
+from dmflow.redaction import storable
 
 MIN_QUESTION_CHARS = 12
 MAX_QUESTION_CHARS = 300
@@ -29,18 +32,31 @@ _INTERROGATIVE = re.compile(
 )
 
 
-# Questions are shown in apps; a model's (or a poisoned document's) markup is not a
-# question: HTML elements that run or fetch something, event handlers, script URLs.
-_MARKUP = re.compile(
-    r"<\s*/?\s*(?:script|img|iframe|svg|object|embed|style|link|meta|base|form|input|button"
-    r"|a|body|html|video|audio|source|frame|frameset|math|details|marquee|textarea|select)\b"
-    r"|<!--|\bjavascript\s*:|\bvbscript\s*:|\bdata\s*:\s*text/html|\bon[a-z]{3,}\s*=",
+# Questions are shown in apps, where markup a model (or a poisoned document) put in one
+# could run or fetch something. So a question is kept only when it is plain text: an
+# allow list of characters (letters, marks, digits, spaces, punctuation, math and
+# currency signs) and none of the constructs that make text markup: a tag's opening
+# (`<` then a letter, `/`, `!` or `?`), an HTML entity, a markdown link or image, a
+# URL, a CSS `url(`. `a < b` and `x->y` stay; `<image src=...>`, `&#x61;`,
+# `![x](...)`, `https://...` and zero-width or control characters do not.
+_ALLOWED_CATEGORIES = ("L", "M", "N", "P", "Zs", "Sm", "Sc", "Sk")
+_MARKUP_CONSTRUCTS = re.compile(
+    r"<[a-z/!?]"
+    r"|&#[0-9]+;?|&#x[0-9a-f]+;?|&[a-z][a-z0-9]*;"
+    r"|!\[|\]\s*\("
+    r"|[a-z][a-z0-9+.-]*://|\b(?:javascript|vbscript|data|file)\s*:"
+    r"|\burl\s*\(",
     re.IGNORECASE,
 )
 
 
 def carries_markup(text: str) -> bool:
-    return _MARKUP.search(text) is not None
+    if _MARKUP_CONSTRUCTS.search(text):
+        return True
+    return any(
+        not (ch in " \t\n\r" or unicodedata.category(ch).startswith(_ALLOWED_CATEGORIES))
+        for ch in text
+    )
 
 
 def _words(text: str) -> list[str]:
@@ -93,6 +109,9 @@ def clean_questions(
         if not isinstance(candidate, str):
             reasons["not text"] += 1
             continue
+        # NULs and lone surrogates are dropped, not the question: the database could
+        # not store them, and they come from bad bytes rather than from markup.
+        candidate = storable(candidate)
         if carries_markup(candidate):
             reasons["markup"] += 1
             continue
