@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from dmflow.deadline import run_with_deadline
 from dmflow.deeplake_support import import_deeplake, load_read_only, point_at_activeloop
 from dmflow.errors import DmflowError
+from dmflow.redaction import storable
 from dmflow.settings import Settings
 
 REQUIRED_TENSORS = ("id", "text")
@@ -19,6 +20,8 @@ REQUIRED_TENSORS = ("id", "text")
 STREAMING_CACHE_MB = 16
 """Generation reads each window once: a cache only has to hold the chunk being read."""
 ID_CHECK_WINDOW = 65_536
+MAX_ID_BYTES = 1024
+"""Well under PostgreSQL's ~2,700-byte limit for a B-tree key (the ledger's primary key)."""
 
 
 class Chunk(NamedTuple):
@@ -112,7 +115,10 @@ class DeepLakeChunkSource:
         """(first row, ids) of each window of `size` rows, in dataset order."""
         for start in range(0, self._total, size):
             stop = min(start + size, self._total)
-            yield start, [_as_str(v) for v in self._dataset.id[start:stop].numpy(aslist=True)]
+            # As the database will store them (no NUL, no lone surrogate): two ids that
+            # differ only by those are the same id, caught by the duplicate check.
+            values = self._dataset.id[start:stop].numpy(aslist=True)
+            yield start, [storable(_as_str(v)) for v in values]
 
     def _check_ids(self) -> None:
         if self._total == 0:
@@ -124,6 +130,14 @@ class DeepLakeChunkSource:
                 raise ChunkSourceError(
                     f"dataset {self.path} has {len(blank)} chunk(s) with an empty id "
                     f"(first at row {start + blank[0]}): give every chunk a unique id"
+                )
+            too_long = [n for n, value in enumerate(ids) if len(value.encode()) > MAX_ID_BYTES]
+            if too_long:
+                raise ChunkSourceError(
+                    f"dataset {self.path} has a chunk id of "
+                    f"{len(ids[too_long[0]].encode())} bytes at row {start + too_long[0]}: "
+                    f"dmflow keys its ledger by chunk id and takes ids up to {MAX_ID_BYTES} "
+                    "bytes; give the chunks shorter ids"
                 )
             hashes[start : start + len(ids)] = [_id_hash(value) for value in ids]
         hashes.sort()

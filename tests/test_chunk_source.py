@@ -72,6 +72,20 @@ def test_duplicate_ids(make_dataset: MakeDataset) -> None:
         DeepLakeChunkSource(make_dataset([("a", "x"), ("b", "y"), ("a", "z")]))
 
 
+def test_ids_that_differ_only_by_a_nul_are_duplicates(make_dataset: MakeDataset) -> None:
+    # The database stores ids without NULs: one chunk would silently replace the other.
+    with pytest.raises(ChunkSourceError, match=r"1 duplicate chunk id.*'a'"):
+        DeepLakeChunkSource(make_dataset([("a", "x"), ("b", "y"), ("a\x00", "z")]))
+
+
+def test_an_id_too_long_to_key_the_ledger_is_refused_with_its_row(
+    make_dataset: MakeDataset,
+) -> None:
+    rows = [("a", "x"), ("b", "y"), ("c" * 2800, "z")]
+    with pytest.raises(ChunkSourceError, match=r"chunk id of 2800 bytes at row 2.*up to 1024"):
+        DeepLakeChunkSource(make_dataset(rows))
+
+
 def test_hub_dataset_without_token() -> None:
     with pytest.raises(ChunkSourceError, match="DMFLOW_ACTIVELOOP_TOKEN"):
         DeepLakeChunkSource("hub://org/dataset")
