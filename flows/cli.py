@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from dmflow import interrupts, resources
+from dmflow.chunks import canonical_dataset
 from dmflow.database import database_url
 from dmflow.db.migrations import apply_migrations, discover, pending
 from dmflow.errors import ConfigurationError, DatabaseUnavailable, DmflowError
@@ -109,7 +110,8 @@ def runs(
 ) -> None:
     """List training runs, newest first."""
     with _store() as store:
-        found = store.list_runs(dataset=dataset, limit=limit)
+        wanted = canonical_dataset(dataset) if dataset is not None else None
+        found = store.list_runs(dataset=wanted, limit=limit)
     if as_json:
         print(_dump(found))
         return
@@ -405,7 +407,7 @@ def run(
     """Run a whole training run in this process. Exit 0 only when it ends as asked:
     completed (or generated, with --no-train)."""
     params = _run_params(locals())
-    finished = _run_flow(dataset, params, verbose=verbose)
+    finished = _run_flow(canonical_dataset(dataset), params, verbose=verbose)
     _print_outcome(finished)
     wanted = RunStatus.COMPLETED if params.train else RunStatus.GENERATED
     if finished.status is not wanted:

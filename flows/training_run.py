@@ -17,7 +17,7 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 
 from dmflow import lifecycle, resources
-from dmflow.chunks import check_usable
+from dmflow.chunks import canonical_dataset, check_usable
 from dmflow.models import TrainingRun
 from dmflow.params import RunParams
 from dmflow.training.factory import build_trainer
@@ -63,6 +63,7 @@ async def training_run(
 ) -> TrainingRun:
     """Generate question/chunk pairs for a DeepLake dataset, then train Deep Memory."""
     params = RunParams.from_arguments(locals())
+    dataset = canonical_dataset(dataset)  # `ds/` and `./ds` are the dataset `ds`
     logger = get_run_logger()
     store = flow_store()
     flow_run_id = current_flow_run_id()

@@ -72,12 +72,19 @@ def test_deferred_training_waits_at_generated(
     assert (run.status, run.pair_count) == (RunStatus.GENERATED, 40)
 
 
+@pytest.mark.parametrize("spelling", ["as-is", "trailing-slash", "dot-segment"])
 def test_an_unfinished_run_blocks_a_new_one(
-    flow_env: dict[str, str], store: PostgresRunStore, sample_dataset: str
+    flow_env: dict[str, str], store: PostgresRunStore, sample_dataset: str, spelling: str
 ) -> None:
     blocking = store.create_run(sample_dataset)
+    # The same dataset however it is spelt: its identity is its resolved path.
+    asked = {
+        "as-is": sample_dataset,
+        "trailing-slash": sample_dataset + "/",
+        "dot-segment": str(Path(sample_dataset).parent / "." / Path(sample_dataset).name),
+    }[spelling]
     with pytest.raises(RunBlocked, match=str(blocking.id)):
-        asyncio.run(training_run(sample_dataset))
+        asyncio.run(training_run(asked))
     assert [r.id for r in store.list_runs()] == [blocking.id]
     assert store.get_run(blocking.id).status is RunStatus.GENERATING  # untouched
 
