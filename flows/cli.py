@@ -122,7 +122,7 @@ def runs(
     dead = {str(run.id): run for run in found if why_dead(run, settings)}
     out.print(runs_table(found, out.width, dead=frozenset(dead)))
     for line in dead_runs_note({short(r.id): r.status.value for r in dead.values()}):
-        out.print(line, highlight=False)
+        out.print(escape(line), highlight=False)
 
 
 RunIdArgument = Annotated[
@@ -181,7 +181,7 @@ def sample(
 
     chosen = build_embedder(embedder or DEFAULT_EMBEDDER, resources.settings())
     written = build_sample_dataset(path, large=large, overwrite=overwrite, embedder=chosen)
-    out.print(f"wrote {written} chunks to {path.expanduser().resolve()}")
+    out.print(f"wrote {written} chunks to {escape(str(path.expanduser().resolve()))}")
 
 
 def _print_outcome(run: TrainingRun) -> None:
@@ -190,7 +190,7 @@ def _print_outcome(run: TrainingRun) -> None:
         f"{run.total_chunks} chunks, {run.pair_count} pairs"
     )
     if run.error_message:
-        err.print(f"[red]error:[/red] {run.error_message}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(scrub(run.error_message))}", highlight=False)
     if table := recall_table(run.metrics or {}):
         out.print(table)
 
@@ -439,7 +439,7 @@ def recover(
         raise outcome
     _print_flow_run(ui, state)
     if isinstance(outcome, Recovery) and not outcome.recovered:
-        out.print(f"run {run.id} is {outcome.run.status.value}: {outcome.message}")
+        out.print(f"run {run.id} is {outcome.run.status.value}: {escape(outcome.message)}")
         return
     if isinstance(outcome, Recovery):
         finished = outcome.run
@@ -492,10 +492,11 @@ def demo() -> None:
     if not (dataset / "dataset_meta.json").is_file():
         written = build_sample_dataset(dataset, overwrite=True)
         out.print(
-            f"built the sample dataset: {written} chunks of Python's documentation at {dataset}"
+            f"built the sample dataset: {written} chunks of Python's documentation at "
+            f"{escape(str(dataset))}"
         )
     else:
-        out.print(f"using the sample dataset at {dataset}")
+        out.print(f"using the sample dataset at {escape(str(dataset))}")
     out.print("running a training run: local questions, local Deep Memory adapter")
     finished = _run_flow(str(dataset), RunParams())
     _print_outcome(finished)
@@ -523,7 +524,7 @@ def server_status() -> None:
     else:
         running = postgres.is_running()
         where = f"127.0.0.1:{postgres.port_file.read_text().strip()}" if running else "stopped"
-        out.print(f"postgres  {where}  {postgres.root}", highlight=False)
+        out.print(f"postgres  {where}  {escape(str(postgres.root))}", highlight=False)
     prefect_server = embedded_prefect_server(settings)
     prefect = prefect_server.running()
     if prefect is None:
@@ -533,7 +534,10 @@ def server_status() -> None:
             f"prefect   {prefect.ui_url}  pid {prefect.pid}, database {prefect.database}",
             highlight=False,
         )
-        out.print(f"          UI login: the string in {prefect_server.auth_file}", highlight=False)
+        out.print(
+            f"          UI login: the string in {escape(str(prefect_server.auth_file))}",
+            highlight=False,
+        )
 
 
 @server_app.command("stop")
@@ -560,7 +564,7 @@ def main() -> None:
         err.print(f"[red]error:[/red] {escape(scrub(str(exc)))}", highlight=False)
         sys.exit(1)
     except (Interrupted, KeyboardInterrupt) as exc:
-        err.print(str(exc) or "interrupted", highlight=False)
+        err.print(escape(str(exc)) or "interrupted", highlight=False)
         sys.exit(130)
     finally:
         release_stray_worker_threads()

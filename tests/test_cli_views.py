@@ -14,6 +14,7 @@ from dmflow.run_ids import AmbiguousRunId, id_range, parse_prefix, resolve_run
 from dmflow.status import Phase, RunStatus
 from dmflow.store.postgres import PostgresRunStore
 from tests.fixtures.cli import CliRunner, clean_env
+from tests.fixtures.llm_server import LLMServer, Reply
 from tests.fixtures.postgres import Database
 
 LONG = "/srv/teams/search/very/long/path/to/the/vector/stores/customer-support-articles"
@@ -119,3 +120,19 @@ def test_a_run_whose_driver_is_gone_is_shown_as_dead_without_writing(
     assert f"dmflow recover {ref}" in shown.stdout
     assert "dmflow delete" not in shown.stdout  # refused for a run that is not failed
     assert store.get_run(run.id) == run
+
+
+def test_an_error_with_rich_markup_in_it_is_printed_as_text(
+    dmflow: CliRunner, db: Database, sample_dataset: str, llm_server: LLMServer
+) -> None:
+    # The endpoint's words reach the run's error: `[/red]` there once crashed the CLI's
+    # last line (Rich read it as a closing tag).
+    body = '{"error": {"message": "[/red] I am a [bold]teapot"}}'
+    llm_server.script = lambda text, attempt: Reply(418, body)
+    env = clean_env(
+        DMFLOW_DATABASE_URL=db.url, DMFLOW_LLM_BASE_URL=llm_server.url, DMFLOW_LLM_API_KEY="sk-x"
+    )
+    result = dmflow("run", sample_dataset, "--generator", "openai", "--no-train", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "[/red] I am a [bold]teapot" in result.stderr
+    assert "MarkupError" not in result.stderr and "Traceback" not in result.stderr
