@@ -20,6 +20,9 @@ from typing import Any
 # user:password@ in any URL-ish string, also malformed ones (`postgres//u:p@h`), and the
 # key=value password of a libpq connection string.
 _URL_PASSWORD = re.compile(r"(?P<keep>[A-Za-z0-9._%+-]*:)(?P<secret>[^@\s/:]*)@")
+_URL_WHOLE_PASSWORD = re.compile(
+    r"^[a-z][a-z0-9+.-]*(?::/*|/+)[^:@/]*:(?P<secret>.+)@[^@]*$", re.IGNORECASE | re.DOTALL
+)
 _KV_PASSWORD = re.compile(r"(?i)(?P<keep>\bpassword\s*=\s*)(?P<secret>'[^']*'|\S+)")
 _KEYS = re.compile(
     r"\b(?:sk-[A-Za-z0-9_-]{6,}"  # OpenAI-style keys
@@ -59,6 +62,18 @@ def remember_connection_secrets(conninfo: str | None) -> None:
     """The password of a connection URL or libpq string, as written and decoded."""
     if not conninfo:
         return
+    # user:password@host, the password as written up to the last @ (spaces, bad
+    # percent escapes and all: libpq quotes it back that way in its errors).
+    text = conninfo.strip()
+    whole = _URL_WHOLE_PASSWORD.match(text)
+    if whole:
+        remember_secret(whole["secret"])
+        # A URL libpq cannot parse is read as key=value words, and its errors quote the
+        # word they stopped at: every word holding part of the password is secret too.
+        start, end = whole.span("secret")
+        for word in re.finditer(r"\S+", text):
+            if word.start() < end and word.end() > start:
+                remember_secret(word[0])
     for match in _URL_PASSWORD.finditer(conninfo):
         remember_secret(match["secret"])
     for match in _KV_PASSWORD.finditer(conninfo):

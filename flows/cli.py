@@ -33,6 +33,7 @@ from dmflow.redaction import scrub
 from dmflow.run_ids import resolve_run, short
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
+from dmflow.store.postgres import check_reachable
 from flows.views import dead_runs_note, recall_table, run_card, runs_table, why_dead
 
 # Prefect reads these once, when first imported (inside the commands below): no
@@ -90,6 +91,7 @@ def migrate(
             "project's connection string (Project Settings > Database), or run `supabase db push`"
         )
     url = database_url(settings)
+    check_reachable(url, settings.db_connect_timeout_s)  # a bad URL: one line, no password
     if dry_run:
         todo = pending(url)
         for migration in todo:

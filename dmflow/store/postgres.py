@@ -33,7 +33,7 @@ this long: a database that is gone fails the call at once instead of after the p
 timeout (every hook and report after an outage would wait it out, one after another)."""
 
 
-def _check_reachable(conninfo: str, timeout_s: float) -> None:
+def check_reachable(conninfo: str, timeout_s: float) -> None:
     """Fail at once with the server's reason instead of the pool's silent retries."""
     try:
         psycopg.connect(conninfo, connect_timeout=max(1, int(timeout_s))).close()
@@ -53,7 +53,7 @@ class PostgresRunStore:
         max_size: int = 4,
         connect_timeout_s: float = 10.0,
     ) -> None:
-        _check_reachable(conninfo, connect_timeout_s)
+        check_reachable(conninfo, connect_timeout_s)
         self._conninfo, self._connect_timeout_s = conninfo, connect_timeout_s
         self._down_at: float | None = None
         self._pool = ConnectionPool(
@@ -242,7 +242,7 @@ class PostgresRunStore:
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         if self._down_at is not None and time.monotonic() - self._down_at < DOWN_PROBE_WINDOW_S:
             try:
-                _check_reachable(self._conninfo, min(self._connect_timeout_s, 2.0))
+                check_reachable(self._conninfo, min(self._connect_timeout_s, 2.0))
             except DatabaseUnavailable:
                 self._down_at = time.monotonic()
                 raise
