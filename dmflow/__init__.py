@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 # nor from deeplake. A value set on purpose is kept.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("BUGGER_OFF", "yes")
+# The client side too: Prefect's client reports usage to a server whose analytics are on
+# (a PREFECT_API_URL of someone else's) unless DO_NOT_TRACK says no.
+os.environ.setdefault("DO_NOT_TRACK", "1")
 # Prefect's temporary server (a flow run from plain Python without PREFECT_API_URL)
 # creates and migrates its database on first use: often past Prefect's 20 s default.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

@@ -283,3 +283,15 @@ def test_a_supabase_error_does_not_carry_the_key() -> None:
     with pytest.raises(Exception) as failed:
         SupabaseRunStore("http://127.0.0.1:1", SecretStr(JWT)).list_runs()
     assert JWT not in str(failed.value) and JWT not in repr(failed.value)
+
+
+def test_prefect_s_client_telemetry_is_off_in_every_dmflow_process() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DO_NOT_TRACK", "CI")}
+    probe = (
+        "import flows; from prefect._internal.analytics.enabled import is_telemetry_enabled;"
+        "print(is_telemetry_enabled())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
