@@ -40,6 +40,11 @@ def owned_directory(path: Path, *, also_owned_by: int | None = None) -> Path:
             f"{path} belongs to another user (uid {found.st_uid}): dmflow keeps its servers "
             "and secrets only in directories you own. Set DMFLOW_DATA_DIR to one of yours"
         )
+    if found.st_uid == os.geteuid() and found.st_mode & 0o066:
+        # Made before dmflow with a wider mode (mkdir -m755): nobody else lists it or
+        # writes in it. Passing through stays allowed: as root, the `postgres` user
+        # reaches its cluster directory inside.
+        os.chmod(path, stat.S_IMODE(found.st_mode) & ~0o066)
     return path
 
 

@@ -560,6 +560,9 @@ def server_stop() -> None:
 def main() -> None:
     from flows.runtime import release_stray_worker_threads
 
+    # Whatever dmflow creates (datasets, adapters, servers' files and their children's)
+    # is its user's alone, whatever the shell's umask.
+    os.umask(0o077)
     try:
         app()
     except DmflowError as exc:

@@ -119,10 +119,18 @@ def test_an_unusable_dataset_is_refused_before_a_run_exists(
     assert store.list_runs() == []
 
 
+@pytest.mark.parametrize("data_dir", ["fresh", "made-0755"])
 def test_demo_runs_offline_and_prints_recall(
-    dmflow: CliRunner, flow_env: dict[str, str], store: PostgresRunStore, tmp_path: Path
+    dmflow: CliRunner,
+    flow_env: dict[str, str],
+    store: PostgresRunStore,
+    tmp_path: Path,
+    data_dir: str,
 ) -> None:
     data = tmp_path / "new" / ".dmflow"  # as on a fresh checkout: nothing there yet
+    if data_dir == "made-0755":  # mkdir -m755 .dmflow, before dmflow ever ran
+        data.mkdir(parents=True)
+        data.chmod(0o755)
     env = clean_env(**{**flow_env, "DMFLOW_DATA_DIR": str(data)})
     result = dmflow("demo", env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -131,8 +139,15 @@ def test_demo_runs_offline_and_prints_recall(
     [run] = store.list_runs()
     assert run.status is RunStatus.COMPLETED
     # The sample and its adapter live in the data directory: other users see none of it.
-    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE(data.stat().st_mode) == (0o700 if data_dir == "fresh" else 0o711)
     assert run.dataset == str(data / "sample")
+    shared = [
+        f"{path.relative_to(data)} {stat.S_IMODE(path.stat().st_mode):o}"
+        for made in ("sample", "sample.deep-memory")
+        for path in [data / made, *(data / made).rglob("*")]
+        if stat.S_IMODE(path.stat().st_mode) & 0o077
+    ]
+    assert (data / "sample.deep-memory").is_dir() and shared == []
 
 
 def test_run_command_exit_codes(
