@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dmflow.redaction import remember_connection_secrets, remember_secret
+
+
+def trusted_env_file(path: Path) -> bool:
+    """Whether `path` (a .env) may be read: missing, or owned by this user (or root) and
+    writable by nobody else. An untrusted one is ignored with a warning."""
+    try:
+        found = path.stat()
+    except OSError:
+        return False
+    if found.st_uid in (os.geteuid(), 0) and not found.st_mode & 0o022:
+        return True
+    warnings.warn(
+        f"ignoring {path.absolute()}: it belongs to uid {found.st_uid} or others can write "
+        "it, and it would choose dmflow's database, binaries and endpoints; make it yours "
+        "(chown, chmod go-w) or set DMFLOW_* in the environment",
+        stacklevel=2,
+    )
+    return False
 
 
 class Settings(BaseSettings):
@@ -95,6 +115,20 @@ class Settings(BaseSettings):
     def _empty_means_unset(cls, value: object) -> object:
         # `DMFLOW_DATABASE_URL=` in a shell or .env must not mean "connect to ''".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A .env decides which database, binaries and endpoints dmflow trusts with its
+        # secrets: it is read only when this user wrote it and nobody else can.
+        dotenv = (dotenv_settings,) if trusted_env_file(Path(".env")) else ()
+        return (init_settings, env_settings, *dotenv, file_secret_settings)
 
     @model_validator(mode="after")
     def _remember_secrets(self) -> Settings:
