@@ -10,11 +10,13 @@ process. Import it only through `import_deeplake()`.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
-import time
+import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,20 +26,16 @@ from pydantic import SecretStr
 from dmflow.errors import DmflowError
 
 
-def _seed_version_check_cache() -> None:
-    # deeplake skips the PyPI request while this cache is less than a day old, and
-    # warns when it names a newer version: we pin 3.9 on purpose (Deep Memory).
-    cache = Path("~/.activeloop/pypi_version.json").expanduser()
-    installed = importlib.metadata.version("deeplake")
-    try:
-        if cache.is_file():
-            cached_version, saved_at = json.loads(cache.read_text())
-            if cached_version == installed and time.time() - saved_at < 12 * 3600:
-                return
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps([installed, time.time()]))
-    except (OSError, ValueError, TypeError):
-        pass  # an unwritable home only costs the 2 s check
+def _skip_version_check() -> None:
+    """deeplake's import asks PyPI for a newer version (a network lookup, 2 s offline)
+    unless a cache under HOME is fresh, and HOME may be unwritable or missing. Its
+    checker module is given in advance, doing nothing: we pin 3.9 on purpose (Deep
+    Memory), and no lookup happens whatever HOME is."""
+    name = "deeplake.util.check_latest_version"
+    if name not in sys.modules:
+        checker = ModuleType(name)
+        checker.warn_if_update_required = lambda current_version: None  # type: ignore[attr-defined]
+        sys.modules[name] = checker
 
 
 REPORTING_CONFIG = Path("~/.activeloop/reporting_config.json")
@@ -46,13 +44,32 @@ REPORTING_CONFIG = Path("~/.activeloop/reporting_config.json")
 
 def import_deeplake() -> ModuleType:
     os.environ["BUGGER_OFF"] = "yes"  # humbug's opt-out, read on every report
-    _refuse_reporting_consent()
-    _seed_version_check_cache()
-    import deeplake
-
+    _skip_version_check()
+    if "deeplake" not in sys.modules:
+        with _a_home_that_exists():
+            _refuse_reporting_consent()
+            import deeplake  # noqa: F401
     _refuse_pickled_version_info()
-    module: ModuleType = deeplake
-    return module
+    return sys.modules["deeplake"]
+
+
+@contextmanager
+def _a_home_that_exists() -> Iterator[None]:
+    """deeplake's import creates ~/.activeloop, parents and all (a service account
+    without a home, root with HOME unset): where HOME does not exist, its files go to
+    a private directory of the process instead, and HOME is left as it was."""
+    home = os.environ.get("HOME")
+    if home and Path(home).is_dir():
+        yield
+        return
+    os.environ["HOME"] = tempfile.mkdtemp(prefix="dmflow-deeplake-home-")
+    try:
+        yield
+    finally:
+        if home is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = home
 
 
 class UnsafeDataset(DmflowError):
@@ -100,7 +117,8 @@ def _refuse_reporting_consent() -> None:
     if path.exists():
         return
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # ~/.activeloop only: a HOME that does not exist is not dmflow's to create.
+        path.parent.mkdir(mode=0o700, exist_ok=True)
         path.write_text(json.dumps({"consent": False, "client_id": str(uuid.uuid4())}))
     except OSError:
         pass  # BUGGER_OFF still keeps this process quiet

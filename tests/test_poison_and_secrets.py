@@ -211,6 +211,7 @@ def test_a_whole_offline_run_from_plain_python_connects_to_nothing_outside(
     """No CLI, no PREFECT_API_URL: Prefect starts its temporary server, deeplake is
     imported, the local trainer trains; nothing looks up or reaches another host."""
     network_log = tmp_path / "network.log"
+    (tmp_path / "home").mkdir()  # a fresh user's home
     env = {
         k: v
         for k, v in os.environ.items()
@@ -295,3 +296,24 @@ def test_prefect_s_client_telemetry_is_off_in_every_dmflow_process() -> None:
         [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert done.stdout.strip() == "False", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("home", ["missing", "fresh"])
+def test_deeplake_s_import_looks_nothing_up_and_creates_no_home(tmp_path: Path, home: str) -> None:
+    network_log = tmp_path / "network.log"
+    home_dir = tmp_path / "home"
+    if home == "fresh":
+        home_dir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DMFLOW_")}
+    env.update(
+        HOME=str(home_dir),
+        DMFLOW_NETWORK_LOG=str(network_log),
+        PYTHONPATH=os.pathsep.join([str(NO_NETWORK), str(ROOT)]),
+    )
+    probe = "from dmflow.deeplake_support import import_deeplake; import_deeplake()"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not network_log.exists(), network_log.read_text()  # no PyPI version lookup
+    assert home_dir.exists() is (home == "fresh")
