@@ -317,3 +317,27 @@ def test_deeplake_s_import_looks_nothing_up_and_creates_no_home(tmp_path: Path, 
     assert done.returncode == 0, done.stderr[-2000:]
     assert not network_log.exists(), network_log.read_text()  # no PyPI version lookup
     assert home_dir.exists() is (home == "fresh")
+
+
+def test_a_supabase_endpoint_echoing_the_key_leaves_it_out_of_the_error() -> None:
+    import httpx
+
+    from dmflow.settings import Settings
+    from dmflow.store.supabase import SupabaseRunStore
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        # A misconfigured proxy in front of PostgREST that quotes what it was sent.
+        said = f"bad credentials {request.headers['apikey']} ({request.headers['authorization']})"
+        return httpx.Response(400, json={"code": "PGRST000", "message": said, "details": said})
+
+    settings = Settings(supabase_url="http://127.0.0.1:1", supabase_key=SecretStr(JWT))
+    assert settings.supabase_key is not None
+    store = SupabaseRunStore(
+        "http://127.0.0.1:1",
+        settings.supabase_key,
+        http_client=httpx.Client(transport=httpx.MockTransport(echo)),
+    )
+    with pytest.raises(DatabaseRefused) as failed:
+        store.list_runs()
+    text = f"{failed.value} {failed.value!r} {failed.value.__dict__}"
+    assert JWT not in text and "***" in text
