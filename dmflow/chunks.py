@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Container, Iterator
-from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -182,17 +181,6 @@ class DeepLakeChunkSource:
                 pending = pending[batch_size:]
         if pending:
             yield pending
-
-
-def canonical_dataset(dataset: str) -> str:
-    """The one spelling of a dataset, which identifies its runs (one unfinished run per
-    dataset): a local path absolute, with links and `..` resolved and no trailing slash;
-    a remote one (hub://org/name) without trailing slashes or surrounding spaces."""
-    text = dataset.strip()
-    if "://" in text:
-        scheme, _, rest = text.partition("://")
-        return f"{scheme.lower()}://{rest.rstrip('/')}"
-    return str(Path(text).expanduser().resolve())
 
 
 def check_usable(dataset: str, settings: Settings) -> int:

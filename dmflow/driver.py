@@ -11,11 +11,14 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 from dmflow import lifecycle
 from dmflow.lifecycle import Liveness
 from dmflow.models import TrainingRun
 from dmflow.settings import Settings
+from dmflow.status import Phase
+from dmflow.store.base import RunStore
 
 START_TIME_TOLERANCE = timedelta(seconds=2)
 
@@ -33,6 +36,19 @@ class Driver:
     @classmethod
     def current(cls) -> Driver:
         return cls(socket.gethostname(), os.getpid(), process_start_time(os.getpid()))
+
+
+def enter_phase(
+    store: RunStore, run_id: UUID, phase: Phase, *, attempt: int | None, flow_run_id: UUID | None
+) -> TrainingRun:
+    """`RunStore.enter_phase` leased to this process (its host, pid and start time)."""
+    return store.enter_phase(
+        run_id,
+        phase,
+        attempt=attempt,
+        flow_run_id=flow_run_id,
+        lease=Driver.current().as_lease(),
+    )
 
 
 def process_exists(pid: int) -> bool:

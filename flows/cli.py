@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from dmflow import interrupts, resources
-from dmflow.chunks import canonical_dataset
 from dmflow.database import database_url
+from dmflow.dataset_names import canonical_dataset
 from dmflow.db.migrations import apply_migrations, discover, pending
 from dmflow.errors import ConfigurationError, DatabaseUnavailable, DmflowError
 from dmflow.models import Recovery, TrainingRun

@@ -13,7 +13,7 @@ from uuid import UUID
 from prefect import flow
 
 from dmflow import resources
-from dmflow.driver import Driver
+from dmflow.driver import enter_phase
 from dmflow.models import TrainingRun
 from dmflow.phases.generation import generate
 from dmflow.status import Phase, RunStatus
@@ -42,12 +42,7 @@ async def generate_training_data(
     store = flow_store()
     steps = PrefectSteps()
     run = await asyncio.to_thread(
-        store.enter_phase,
-        run_id,
-        Phase.GENERATION,
-        attempt=attempt,
-        flow_run_id=driver,
-        lease=Driver.current().as_lease(),
+        enter_phase, store, run_id, Phase.GENERATION, attempt=attempt, flow_run_id=driver
     )
     if run.status is not RunStatus.GENERATING:
         steps.log.info("run %s is already %s: nothing to generate", run.id, run.status.value)

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from prefect.runtime import flow_run as current_flow_run
 
-from dmflow.driver import Driver
+from dmflow.driver import enter_phase
 from dmflow.models import TrainingRun
 from dmflow.status import Phase, RunStatus
 from flows.events import flow_store
@@ -32,12 +32,12 @@ async def run_phases(
         # Take the lease now, not when the subflow starts: a kill -9 in between would
         # leave a run no process claims, dead only once its heartbeat goes stale.
         run = await asyncio.to_thread(
-            flow_store().enter_phase,
+            enter_phase,
+            flow_store(),
             run.id,
             Phase.GENERATION,
             attempt=run.attempt,
             flow_run_id=driver,
-            lease=Driver.current().as_lease(),
         )
     await publish_summary(run)
     try:

@@ -13,7 +13,7 @@ from uuid import UUID
 from prefect import flow
 
 from dmflow import resources
-from dmflow.driver import Driver
+from dmflow.driver import enter_phase
 from dmflow.models import TrainingRun
 from dmflow.phases.training import train
 from dmflow.status import Phase, RunStatus
@@ -42,12 +42,7 @@ async def train_deep_memory(
     store = flow_store()
     steps = PrefectSteps()
     run = await asyncio.to_thread(
-        store.enter_phase,
-        run_id,
-        Phase.TRAINING,
-        attempt=attempt,
-        flow_run_id=driver,
-        lease=Driver.current().as_lease(),
+        enter_phase, store, run_id, Phase.TRAINING, attempt=attempt, flow_run_id=driver
     )
     if run.status is RunStatus.COMPLETED:
         steps.log.info("run %s is already completed", run.id)

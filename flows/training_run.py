@@ -17,7 +17,8 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 
 from dmflow import lifecycle, resources
-from dmflow.chunks import canonical_dataset, check_usable
+from dmflow.chunks import check_usable
+from dmflow.dataset_names import canonical_dataset
 from dmflow.models import TrainingRun
 from dmflow.params import RunParams
 from dmflow.training.factory import build_trainer

@@ -123,14 +123,14 @@ def test_a_run_whose_driver_is_gone_is_shown_as_dead_without_writing(
 
 
 def test_an_error_with_rich_markup_in_it_is_printed_as_text(
-    dmflow: CliRunner, db: Database, sample_dataset: str, llm_server: LLMServer
+    dmflow: CliRunner, flow_env: dict[str, str], sample_dataset: str, llm_server: LLMServer
 ) -> None:
     # The endpoint's words reach the run's error: `[/red]` there once crashed the CLI's
     # last line (Rich read it as a closing tag).
     body = '{"error": {"message": "[/red] I am a [bold]teapot"}}'
     llm_server.script = lambda text, attempt: Reply(418, body)
     env = clean_env(
-        DMFLOW_DATABASE_URL=db.url, DMFLOW_LLM_BASE_URL=llm_server.url, DMFLOW_LLM_API_KEY="sk-x"
+        **flow_env, DMFLOW_LLM_BASE_URL=llm_server.url, DMFLOW_LLM_API_KEY="sk-test-key"
     )
     result = dmflow("run", sample_dataset, "--generator", "openai", "--no-train", env=env)
     assert result.returncode == 1, result.stderr

@@ -16,7 +16,6 @@ from dmflow.deeplake_support import UnsafeDataset, import_deeplake
 from dmflow.settings import Settings
 from tests.fixtures.cli import CliRunner, clean_env
 from tests.fixtures.datasets import MakeDataset
-from tests.fixtures.postgres import Database
 
 
 class _Payload:
@@ -47,12 +46,12 @@ def test_a_local_dataset_with_a_pickled_version_file_is_refused(
 
 
 def test_dmflow_run_refuses_it_with_one_line(
-    dmflow: CliRunner, db: Database, make_dataset: MakeDataset, tmp_path: Path
+    dmflow: CliRunner, flow_env: dict[str, str], make_dataset: MakeDataset, tmp_path: Path
 ) -> None:
     path = make_dataset([("a", "some text"), ("b", "more text")])
     marker = tmp_path / "pwned"
     planted(path, marker)
-    result = dmflow("run", path, "--no-train", env=clean_env(DMFLOW_DATABASE_URL=db.url))
+    result = dmflow("run", path, "--no-train", env=clean_env(**flow_env))
     assert result.returncode != 0
     assert "version_control_info.json" in result.stderr
     assert "Traceback" not in result.stderr
