@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from dmflow.database import embedded_database_dir
+from dmflow.db.local_postgres import LocalPostgres
 from dmflow.redaction import remember_secret, scrub
+from dmflow.settings import Settings
 from tests.fixtures.cli import CliRunner, clean_env
 from tests.fixtures.llm_server import LLMServer, Reply, valid_json
 
@@ -53,9 +56,12 @@ def test_an_endpoint_echoing_the_key_leaves_it_nowhere(
     llm_server: LLMServer,
     sample_dataset: str,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
     status: int,
     ends: str,
 ) -> None:
+    cluster = embedded_database_dir(Settings(data_dir=tmp_path / "data"))
+    request.addfinalizer(lambda: LocalPostgres(cluster).stop())
     llm_server.script = echoing(status, after=40)  # type: ignore[assignment]
     home = tmp_path / "home"
     home.mkdir(mode=0o700)  # a user's HOME: Prefect keeps its result storage there
@@ -81,6 +87,10 @@ def test_an_endpoint_echoing_the_key_leaves_it_nowhere(
     # result storage under ~/.prefect, deeplake's and dmflow's own files.
     assert files_holding(tmp_path / "data", KEY.encode()) == []
     assert files_holding(home, KEY.encode()) == []
+    # The embedded PostgreSQL's own files (its tables and WAL), wherever they live: as
+    # root they sit under /var/lib/dmflow when `postgres` cannot reach the data dir.
+    assert any(cluster.rglob("pg_wal/*"))
+    assert files_holding(cluster, KEY.encode()) == []
     if ends == "generating_failed":  # Prefect did store the failure there
         assert any((home / ".prefect" / "storage").rglob("*"))
 
