@@ -92,6 +92,8 @@ def _copy_packaged(bin_dir: Path, target: Path) -> Path:
     libs = package.parent / f"{package.name}.libs"
     if libs.is_dir():
         shutil.copytree(libs, staging / libs.name, symlinks=True)
+    # Readable and runnable by the `postgres` user whatever the umask (the CLI's is 077).
+    os.chmod(staging, 0o755)
     for root, dirs, files in os.walk(staging):
         for name in [*dirs, *files]:
             os.chmod(os.path.join(root, name), os.stat(os.path.join(root, name)).st_mode | 0o555)
