@@ -28,6 +28,9 @@ class RecordingStopped(DmflowError):
 
 
 class Answers:
+    """The phase's answered chunks (and counted requests) not yet recorded: generators
+    put, the recorder takes, and a request waits here for room before it is sent."""
+
     def __init__(self) -> None:
         self._results: list[ChunkResult] = []
         self._usage: dict[str, float] = {}
