@@ -172,6 +172,27 @@ def test_a_401_while_polling_says_the_token_was_rejected(
     assert TOKEN not in failed.error_message
 
 
+def test_a_service_echoing_the_token_leaves_it_out_of_the_run(
+    managed_env: dict[str, str], activeloop_server: ActiveloopServer, store: PostgresRunStore
+) -> None:
+    activeloop_server.script = JobScript(outcome="training")
+    activeloop_server.echo_credentials = True
+    run = generated_run(store, CORPUS, trainer="managed", poll_intervals_s=[0.1], max_pairs=300)
+
+    def refuse_after_train() -> None:
+        while activeloop_server.count("train") == 0:
+            time.sleep(0.02)
+        activeloop_server.fail_next("status", *([403] * 20))
+
+    threading.Thread(target=refuse_after_train, daemon=True).start()
+    with pytest.raises(TrainingError) as failed:
+        asyncio.run(train_deep_memory(run.id))  # type: ignore[attr-defined]
+    assert TOKEN not in f"{failed.value} {failed.value!r} {failed.value.__dict__}"
+    stored = store.get_run(run.id)  # type: ignore[attr-defined]
+    assert stored.status is RunStatus.TRAINING_FAILED
+    assert stored.error_message is not None and TOKEN not in stored.error_message
+
+
 def test_a_job_left_running_by_a_lost_submission_is_cancelled_before_a_new_one(
     managed_env: dict[str, str], activeloop_server: ActiveloopServer, sample_dataset: str
 ) -> None:
