@@ -99,10 +99,16 @@ def is_gone(host: str | None, pid: int | None, started_at: datetime | None) -> b
         return None
     if not process_exists(pid):
         return True
+    return started_at_matches(pid, started_at) is False
+
+
+def started_at_matches(pid: int, started_at: datetime | None) -> bool | None:
+    """Whether process `pid` is the one that started at `started_at` (a pid can be
+    reused); None when either start time is unknown."""
     running_since = process_start_time(pid)
     if started_at is None or running_since is None:
-        return False
-    return abs(running_since - started_at) > START_TIME_TOLERANCE
+        return None
+    return abs(running_since - started_at) <= START_TIME_TOLERANCE
 
 
 def run_liveness(run: TrainingRun, settings: Settings, now: datetime | None = None) -> Liveness:

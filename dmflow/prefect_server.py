@@ -23,9 +23,10 @@ import urllib.request
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from dmflow.driver import process_exists, process_start_time
+from dmflow.driver import process_exists, process_start_time, started_at_matches
 from dmflow.errors import ConfigurationError
 from dmflow.local_services import (
     file_lock,
@@ -67,9 +68,9 @@ def _is_ours(state: ServerState) -> bool:
     if not process_exists(state.pid):
         return False
     if state.started_at is not None:
-        started = process_start_time(state.pid)
-        if started is None or abs(started.timestamp() - state.started_at) > 2:
-            return False  # another process has the pid now
+        started = datetime.fromtimestamp(state.started_at, UTC)
+        if started_at_matches(state.pid, started) is not True:
+            return False  # another process has the pid now, or it cannot be told
     return _listens_as_us(state.port)
 
 
