@@ -127,7 +127,8 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # A .env decides which database, binaries and endpoints dmflow trusts with its
         # secrets: it is read only when this user wrote it and nobody else can.
-        dotenv = (dotenv_settings,) if trusted_env_file(Path(".env")) else ()
+        env_file = Path(str(cls.model_config.get("env_file")))
+        dotenv = (dotenv_settings,) if trusted_env_file(env_file) else ()
         return (init_settings, env_settings, *dotenv, file_secret_settings)
 
     @model_validator(mode="after")

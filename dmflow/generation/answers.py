@@ -100,14 +100,14 @@ class Answers:
         return not self._results and not self._usage
 
     def take(self) -> GeneratedBatch:
-        """Everything finished so far, leaving the answers empty."""
+        """Everything finished so far, leaving this empty."""
         batch = GeneratedBatch(results=self._results, usage=self._usage)
         self._recording += len(self._results)
         self._results, self._usage, self._oldest_at = [], {}, None
         return batch
 
     def close(self) -> None:
-        """Wake whoever waits in `ready`: no more waiting for a full answers."""
+        """Wake whoever waits in `ready`: no more waiting for enough answers."""
         self._closing = True
         self._event().set()
 

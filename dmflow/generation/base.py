@@ -53,7 +53,7 @@ class QuestionGenerator(Protocol):
     ) -> GeneratedBatch:
         """Questions for each chunk. A chunk whose output stays unusable is skipped with
         its reason; one the endpoint never answered has no result (it is in `unanswered`,
-        and in the answers'); `GenerationFailed` only for failures of the whole run. With a
+        and in `answers`); `GenerationFailed` only for failures of the whole run. With
         `answers`, each chunk's result goes there as soon as it is done and each request
         is counted there as soon as it is sent, whatever happens to the batch after."""
         ...
