@@ -525,7 +525,7 @@ def server_status() -> None:
         out.print("postgres  not embedded (DMFLOW_DATABASE_URL or Supabase is set)")
     else:
         running = postgres.is_running()
-        where = f"127.0.0.1:{postgres.port_file.read_text().strip()}" if running else "stopped"
+        where = f"127.0.0.1:{postgres.port()}" if running else "stopped"
         out.print(f"postgres  {where}  {escape(str(postgres.root))}", highlight=False)
     prefect_server = embedded_prefect_server(settings)
     prefect = prefect_server.running()

@@ -153,10 +153,13 @@ class LocalPostgres:
     def password_file(self) -> Path:
         return self.root / "password"
 
+    def port(self) -> int:
+        """The port it listens on (or last did), never read through a link."""
+        return int(read_private(self.port_file).strip())
+
     def url(self, database: str = DATABASE_NAME) -> str:
-        port = int(read_private(self.port_file).strip())
         password = quote(self._password(), safe="")
-        return f"postgresql://{_SERVER_USER}:{password}@127.0.0.1:{port}/{database}"
+        return f"postgresql://{_SERVER_USER}:{password}@127.0.0.1:{self.port()}/{database}"
 
     def ensure_running(self) -> str:
         """Initialise and start the cluster if needed; return the dmflow database's URL."""
@@ -268,7 +271,7 @@ class LocalPostgres:
     def _start(self) -> None:
         port = None
         if self.port_file.is_file():
-            port = int(read_private(self.port_file).strip())
+            port = self.port()
             if not port_is_free(port):
                 port = None
         port = port or free_port()
@@ -320,8 +323,7 @@ class LocalPostgres:
         import psycopg
         from psycopg import sql
 
-        port = int(read_private(self.port_file).strip())
-        trusted = f"postgresql://{_SERVER_USER}@127.0.0.1:{port}/postgres"
+        trusted = f"postgresql://{_SERVER_USER}@127.0.0.1:{self.port()}/postgres"
         with psycopg.connect(trusted, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("alter role {} password {}").format(
