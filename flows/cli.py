@@ -270,45 +270,23 @@ def _run_interruptibly(call: Any, interrupted_run: Callable[[], TrainingRun | No
     exception at an arbitrary point of Prefect's engine), Prefect marks its flow runs
     Crashed and the phase's hook fails the run with what happened and how to resume. A
     second signal exits at once."""
-    import prefect.utilities.engine as prefect_engine
     from prefect.exceptions import TerminationSignal
 
-    running: list[asyncio.Task[Any]] = []
+    from flows.interruption import signals_cancel
 
     async def main() -> Any:
-        task = asyncio.current_task()
-        assert task is not None
-        running.append(task)
-        return await call
+        with signals_cancel(asyncio.current_task()):
+            return await call
 
-    def on_signal(signum: int, frame: object) -> None:
-        if interrupts.received() is not None:
-            os._exit(128 + signum)
-        interrupts.note(signum)
-        if not running:
-            raise KeyboardInterrupt
-        running[0].get_loop().call_soon_threadsafe(running[0].cancel)
-
-    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, on_signal) for sig in handled}
-    # While a flow runs, Prefect swaps in its own SIGTERM handler, which raises its
-    # TerminationSignal wherever the main thread is; raised inside an event-loop callback,
-    # asyncio logs and drops it (seen: a SIGTERMed `dmflow run` went on to complete). Its
-    # engine installs whatever this name holds: here, the same cancellation as Ctrl-C.
-    prefect_handler = prefect_engine._prefect_sigterm_handler
-    prefect_engine._prefect_sigterm_handler = on_signal  # type: ignore[assignment]
     try:
-        result = asyncio.run(main())
+        with signals_cancel(None, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
+            result = asyncio.run(main())
     except (KeyboardInterrupt, TerminationSignal, asyncio.CancelledError) as exc:
         if isinstance(exc, TerminationSignal):
             interrupts.note(exc.signal)
         if interrupts.received() is None:
             raise  # not a signal of ours: nothing to word
         result = None
-    finally:
-        prefect_engine._prefect_sigterm_handler = prefect_handler
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     how = interrupts.received()
     if how is not None:
         run = interrupted_run()

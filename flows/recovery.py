@@ -8,6 +8,7 @@ completed         -> nothing to do
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -26,6 +27,7 @@ from dmflow.store.base import RunStore
 from flows.deployment_table import RECOVER_TRAINING_RUN
 from flows.events import flow_store
 from flows.hooks import parent_failure_hook
+from flows.interruption import signals_cancel
 from flows.liveness import fail_dead_run
 from flows.names import recovery_name
 from flows.phases import current_flow_run_id, run_phases
@@ -54,18 +56,19 @@ async def _take_over_if_dead(store: RunStore, run: TrainingRun, settings: Settin
 )
 async def recover_training_run(run_id: UUID) -> Recovery:
     """Resume a run at its phase: failed generation, failed training, or waiting to train."""
-    logger = get_run_logger()
-    store = flow_store()
-    run = store.get_run(run_id)
-    if not run.status.is_unfinished:
-        logger.info("run %s is already completed: nothing to recover", run.id)
-        return Recovery(run=run, recovered=False, message="already completed: nothing to do")
-    run = await _take_over_if_dead(store, run, resources.settings())
-    train = lifecycle.trains_on_recovery(run)
-    run = lifecycle.reopen_failed_phase(store, run, current_flow_run_id())
-    logger.info("recovering run %s from %s (attempt %d)", run.id, run.status.value, run.attempt)
-    run = await run_phases(run, lifecycle.phases_to_do(run, train))
-    return Recovery(run=run, recovered=True, message=f"recovered: {run.status.value}")
+    with signals_cancel(asyncio.current_task()):  # a SIGTERM ends it, every time
+        logger = get_run_logger()
+        store = flow_store()
+        run = store.get_run(run_id)
+        if not run.status.is_unfinished:
+            logger.info("run %s is already completed: nothing to recover", run.id)
+            return Recovery(run=run, recovered=False, message="already completed: nothing to do")
+        run = await _take_over_if_dead(store, run, resources.settings())
+        train = lifecycle.trains_on_recovery(run)
+        run = lifecycle.reopen_failed_phase(store, run, current_flow_run_id())
+        logger.info("recovering run %s from %s (attempt %d)", run.id, run.status.value, run.attempt)
+        run = await run_phases(run, lifecycle.phases_to_do(run, train))
+        return Recovery(run=run, recovered=True, message=f"recovered: {run.status.value}")
 
 
 @flow(name="delete-failed-run", flow_run_name="delete-{run_id}")

@@ -24,6 +24,7 @@ from dmflow.params import RunParams
 from dmflow.training.factory import build_trainer
 from flows.events import flow_store
 from flows.hooks import parent_failure_hook
+from flows.interruption import signals_cancel
 from flows.names import training_run_name
 from flows.phases import current_flow_run_id, run_phases
 
@@ -63,29 +64,31 @@ async def training_run(
     training_timeout_s: float = 6 * 3600,
 ) -> TrainingRun:
     """Generate question/chunk pairs for a DeepLake dataset, then train Deep Memory."""
-    params = RunParams.from_arguments(locals())
-    dataset = canonical_dataset(dataset)  # `ds/` and `./ds` are the dataset `ds`
-    logger = get_run_logger()
-    store = flow_store()
-    flow_run_id = current_flow_run_id()
-    run = store.find_run_by_flow_run_id(flow_run_id) if flow_run_id else None
-    if run is None:
-        # No run row for a dataset no phase can use: it would block the dataset.
-        await asyncio.to_thread(check_usable, dataset, resources.settings())
-        if params.train:
-            params = await preflight(dataset, params)
-        run = store.create_run(
-            dataset,
-            user_id=user_id,
-            params=params.model_dump(mode="json", exclude_none=True),
-            flow_run_id=flow_run_id,
-        )
-        logger.info("created training run %s for %s", run.id, dataset)
-        preflighted = params.train
-    else:
-        logger.info("resuming training run %s at %s", run.id, run.status.value)
-        run = lifecycle.reopen_failed_phase(store, run)
-        preflighted = False
-    run = await run_phases(run, lifecycle.phases_to_do(run, params.train), preflighted=preflighted)
-    logger.info("training run %s is %s", run.id, run.status.value)
-    return run
+    with signals_cancel(asyncio.current_task()):  # a SIGTERM ends it, every time
+        params = RunParams.from_arguments(locals())
+        dataset = canonical_dataset(dataset)  # `ds/` and `./ds` are the dataset `ds`
+        logger = get_run_logger()
+        store = flow_store()
+        flow_run_id = current_flow_run_id()
+        run = store.find_run_by_flow_run_id(flow_run_id) if flow_run_id else None
+        if run is None:
+            # No run row for a dataset no phase can use: it would block the dataset.
+            await asyncio.to_thread(check_usable, dataset, resources.settings())
+            if params.train:
+                params = await preflight(dataset, params)
+            run = store.create_run(
+                dataset,
+                user_id=user_id,
+                params=params.model_dump(mode="json", exclude_none=True),
+                flow_run_id=flow_run_id,
+            )
+            logger.info("created training run %s for %s", run.id, dataset)
+            preflighted = params.train
+        else:
+            logger.info("resuming training run %s at %s", run.id, run.status.value)
+            run = lifecycle.reopen_failed_phase(store, run)
+            preflighted = False
+        phases = lifecycle.phases_to_do(run, params.train)
+        run = await run_phases(run, phases, preflighted=preflighted)
+        logger.info("training run %s is %s", run.id, run.status.value)
+        return run
