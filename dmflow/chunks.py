@@ -7,12 +7,14 @@ from collections.abc import Container, Iterator
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import SecretStr
 
 from dmflow.deadline import run_with_deadline
 from dmflow.deeplake_support import import_deeplake, load_read_only, point_at_activeloop
 from dmflow.errors import DmflowError
 from dmflow.redaction import storable
+from dmflow.sampling import document_of
 from dmflow.settings import Settings
 
 REQUIRED_TENSORS = ("id", "text")
@@ -39,8 +41,22 @@ class ChunkSource(Protocol):
         """Chunks in the dataset."""
         ...
 
-    def batches(self, batch_size: int, skip: Container[str] = ()) -> Iterator[list[Chunk]]:
-        """Full batches of the chunks whose id is not in `skip`, in dataset order."""
+    def batches(
+        self,
+        batch_size: int,
+        skip: Container[str] = (),
+        rows: npt.NDArray[np.bool_] | None = None,
+    ) -> Iterator[list[Chunk]]:
+        """Full batches of the chunks whose id is not in `skip` (and whose row is set in
+        `rows`, when given), in dataset order."""
+        ...
+
+    def ids_and_documents(self) -> Iterator[tuple[str, str | None]]:
+        """Every row's (chunk id, source document named by its metadata, or None)."""
+        ...
+
+    def rows_of(self, ids: Container[str]) -> npt.NDArray[np.bool_]:
+        """Which rows hold a chunk whose id is in `ids`."""
         ...
 
 
@@ -166,12 +182,21 @@ class DeepLakeChunkSource:
     def total(self) -> int:
         return self._total
 
-    def batches(self, batch_size: int, skip: Container[str] = ()) -> Iterator[list[Chunk]]:
+    def batches(
+        self,
+        batch_size: int,
+        skip: Container[str] = (),
+        rows: npt.NDArray[np.bool_] | None = None,
+    ) -> Iterator[list[Chunk]]:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         pending: list[Chunk] = []
         for start, ids in self._id_windows(self._window):
-            wanted = [n for n, chunk_id in enumerate(ids) if chunk_id not in skip]
+            wanted = [
+                n
+                for n, chunk_id in enumerate(ids)
+                if (rows is None or rows[start + n]) and chunk_id not in skip
+            ]
             if not wanted:
                 continue  # a window already done: its texts are never read
             texts = self._dataset.text[start : start + len(ids)].numpy(aslist=True)
@@ -181,6 +206,22 @@ class DeepLakeChunkSource:
                 pending = pending[batch_size:]
         if pending:
             yield pending
+
+    def rows_of(self, ids: Container[str]) -> npt.NDArray[np.bool_]:
+        found = np.zeros(self._total, dtype=bool)
+        for start, window in self._id_windows(ID_CHECK_WINDOW):
+            found[start : start + len(window)] = [chunk_id in ids for chunk_id in window]
+        return found
+
+    def ids_and_documents(self) -> Iterator[tuple[str, str | None]]:
+        has_metadata = "metadata" in self._dataset.tensors
+        for start, ids in self._id_windows(self._window * 16):
+            if not has_metadata:
+                yield from ((chunk_id, None) for chunk_id in ids)
+                continue
+            metadata = self._dataset.metadata[start : start + len(ids)].numpy(aslist=True)
+            for chunk_id, value in zip(ids, metadata, strict=True):
+                yield chunk_id, document_of(value.item() if hasattr(value, "item") else value)
 
 
 def check_usable(dataset: str, settings: Settings) -> int:

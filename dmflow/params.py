@@ -20,6 +20,11 @@ class RunParams(BaseModel):
     questions_per_chunk: int = Field(default=4, ge=1, le=10)
     max_pairs: int = Field(default=5000, ge=1)
     """Generation stops when the run holds this many pairs."""
+    sample: Literal["spread", "in_order"] = "spread"
+    """Which chunks a run the cap stops early asks: `spread`, a deterministic sample over
+    the whole dataset (and its documents); `in_order`, the dataset's first rows."""
+    sample_seed: int = 7
+    """Picks the spread sample: the same seed, dataset and cap give the same chunks."""
     batch_size: int = Field(default=64, ge=1, le=1000)
     """Chunks per Prefect task and per database transaction."""
     train: bool = True

@@ -83,7 +83,9 @@ def _topic_chunks() -> Iterator[SampleChunk]:
             if len(text.split()) < MIN_WORDS // 2:
                 continue  # a one-line topic ("BASICMETHODS" and the like) answers nothing
             yield SampleChunk(
-                f"topic-{topic}-{index}", text, {"source": "pydoc_data.topics", "topic": topic}
+                f"topic-{topic}-{index}",
+                text,
+                {"source": "pydoc_data.topics", "topic": topic, "doc_id": f"topic-{topic}"},
             )
 
 
@@ -108,7 +110,9 @@ def _docstring_chunks() -> Iterator[SampleChunk]:
         for index, text in enumerate(split_words("\n\n".join(docs))):
             if len(text.split()) >= MIN_WORDS // 2:
                 yield SampleChunk(
-                    f"doc-{module}-{index}", text, {"source": "stdlib docstrings", "module": module}
+                    f"doc-{module}-{index}",
+                    text,
+                    {"source": "stdlib docstrings", "module": module, "doc_id": module},
                 )
 
 

@@ -363,6 +363,13 @@ def run(
     max_pairs: Annotated[
         int, typer.Option(help="Stop generating at this many pairs.")
     ] = DEFAULTS.max_pairs,
+    sample: Annotated[
+        str,
+        typer.Option(help="Chunks a capped run asks: spread (over the whole dataset) or in_order."),
+    ] = DEFAULTS.sample,
+    sample_seed: Annotated[
+        int, typer.Option(help="Picks the spread sample; same seed, same chunks.")
+    ] = DEFAULTS.sample_seed,
     batch_size: Annotated[int, typer.Option(help="Chunks per task, 1-1000.")] = DEFAULTS.batch_size,
     train: Annotated[
         bool, typer.Option("--train/--no-train", help="Train after generating.")

@@ -8,6 +8,7 @@ import logging
 
 from prefect.artifacts import acreate_markdown_artifact
 
+from dmflow.coverage import coverage_line, held_out_line
 from dmflow.models import TrainingRun
 from dmflow.phases.markdown import usage_markdown
 from dmflow.run_ids import short
@@ -25,6 +26,10 @@ def summary_markdown(run: TrainingRun) -> str:
         f"- pairs: {run.pair_count}",
         f"- attempt: {run.attempt}",
     ]
+    if covered := coverage_line(run):
+        lines.append(f"- coverage: {covered}")
+    if trained := held_out_line(run.metrics):
+        lines.append(f"- pairs for training: {trained}")
     if run.deeplake_job_id:
         lines.append(f"- Deep Memory job: `{run.deeplake_job_id}`")
     if run.error_message:

@@ -55,6 +55,8 @@ async def training_run(
     model: str | None = None,
     questions_per_chunk: int = 4,
     max_pairs: int = 5000,
+    sample: Literal["spread", "in_order"] = "spread",
+    sample_seed: int = 7,
     batch_size: int = 64,
     train: bool = True,
     trainer: Literal["local", "managed"] = "local",

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from dmflow.coverage import coverage_line, held_out_line
 from dmflow.driver import run_liveness
 from dmflow.models import TrainingRun
 from dmflow.run_ids import short
@@ -144,6 +145,10 @@ def run_card(
     facts.add_row("dataset", escape(run.dataset))
     chunks = f"{progress(run)} processed, {run.pair_count} pairs"
     facts.add_row("chunks", chunks)
+    if covered := coverage_line(run):
+        facts.add_row("coverage", escape(covered))
+    if trained := held_out_line(run.metrics):
+        facts.add_row("pairs", trained)
     if run.deeplake_job_id:
         facts.add_row("job", escape(run.deeplake_job_id))
     if usage := _usage_line(run.usage):

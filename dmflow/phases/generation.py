@@ -13,8 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
-from dmflow.chunks import Chunk, open_chunk_source
+import numpy as np
+import numpy.typing as npt
+
+from dmflow.chunks import Chunk, ChunkSource, open_chunk_source
 from dmflow.generation.answers import Answers, RecordingStopped
 from dmflow.generation.base import ChunksUnanswered, GeneratedBatch, QuestionGenerator
 from dmflow.generation.factory import build_generator
@@ -27,6 +31,7 @@ from dmflow.phases.heartbeat import heartbeat
 from dmflow.phases.markdown import generation_markdown
 from dmflow.phases.recorder import AnswerRecorder
 from dmflow.phases.steps import GenerationSteps
+from dmflow.sampling import SamplePlan, plan_sample, target_chunks
 from dmflow.settings import Settings
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
@@ -40,6 +45,8 @@ async def generate(
     source = await asyncio.to_thread(open_chunk_source, run.dataset, settings)
     run = await asyncio.to_thread(store.update_progress, run, total_chunks=source.total)
     recorded = await asyncio.to_thread(store.recorded_chunk_ids, run.id)
+    earlier = await asyncio.to_thread(_asked_by_earlier_runs, store, run, params)
+    plan = await asyncio.to_thread(_plan, source, run, params, earlier)
     generator = build_generator(params, settings)
     steps.log.info(
         "generating for %s: %d chunks, %d already recorded, generator %s, batches of %d",
@@ -49,12 +56,92 @@ async def generate(
         generator.name,
         params.batch_size,
     )
+    if earlier:
+        steps.log.info("%d chunks were asked by earlier completed runs: not asked", len(earlier))
+    if plan is not None:
+        steps.log.info(
+            "max_pairs %d: asking a sample spread over the dataset (%d chunks of %d%s)",
+            params.max_pairs,
+            int(plan.rows(0).sum()),
+            plan.candidates,
+            "" if plan.documents is None else f", {plan.document_count} documents",
+        )
     await steps.progress(run, force=True)
-    batches = source.batches(params.batch_size, skip=recorded)
+    skip = recorded | earlier if earlier else recorded
+    passes = (
+        (f"pass{n + 1}-" if n else "", source.batches(params.batch_size, skip, rows))
+        for n, rows in enumerate(_pass_rows(plan))
+    )
     async with heartbeat(store, run, settings):
         in_flight = BatchesInFlight[object](batches_in_flight(params, settings))
-        run = await _record_all(run, store, batches, generator, params, settings, in_flight, steps)
-    return await _finish(run, store, params, steps)
+        run = await _record_all(run, store, passes, generator, params, settings, in_flight, steps)
+    coverage = await asyncio.to_thread(_coverage, store, run, source, plan, params, earlier)
+    return await _finish(run, store, params, steps, coverage)
+
+
+def _asked_by_earlier_runs(store: RunStore, run: TrainingRun, params: RunParams) -> set[str]:
+    """With `include_previous_runs`: the chunks the dataset's earlier completed runs asked
+    (answered or skipped). Their pairs are trained on again; they are not paid for again."""
+    if not params.include_previous_runs:
+        return set()
+    asked: set[str] = set()
+    for earlier in store.list_runs(dataset=run.dataset, limit=1000):
+        if earlier.status is RunStatus.COMPLETED and earlier.id != run.id:
+            asked |= store.recorded_chunk_ids(earlier.id)
+    return asked
+
+
+def _plan(
+    source: ChunkSource, run: TrainingRun, params: RunParams, earlier: set[str]
+) -> SamplePlan | None:
+    """The spread sample, or None: every chunk in dataset order (the cap does not stop the
+    run early, or `sample` is `in_order`; a run stored before sampling existed resumes
+    as it started)."""
+    if run.params.get("sample", "in_order") != "spread":
+        return None
+    return plan_sample(
+        source.ids_and_documents(),
+        source.total,
+        seed=params.sample_seed,
+        target_chunks=target_chunks(params.max_pairs, params.questions_per_chunk),
+        exclude=earlier,
+    )
+
+
+def _pass_rows(plan: SamplePlan | None) -> Iterator[npt.NDArray[np.bool_] | None]:
+    if plan is None:
+        yield None
+        return
+    for n in range(plan.passes):
+        yield plan.rows(n)
+
+
+def _coverage(
+    store: RunStore,
+    run: TrainingRun,
+    source: ChunkSource,
+    plan: SamplePlan | None,
+    params: RunParams,
+    earlier: set[str],
+) -> dict[str, Any]:
+    """What the run's chunks cover of the dataset, for its summary."""
+    capped = run.pair_count >= params.max_pairs
+    coverage: dict[str, Any] = {
+        # in_order: the cap stopped a walk in dataset order; all: the chunks ran out first
+        "sample": "spread" if plan is not None else "in_order" if capped else "all",
+        "chunks": source.total,
+        "candidates": plan.candidates if plan is not None else source.total - len(earlier),
+        "asked": run.processed_chunks,
+    }
+    if earlier:
+        coverage["asked_earlier"] = len(earlier)
+    if plan is not None:
+        coverage["seed"] = params.sample_seed
+        if plan.documents is not None:
+            asked = source.rows_of(store.recorded_chunk_ids(run.id))
+            coverage["documents"] = plan.document_count
+            coverage["documents_covered"] = plan.documents_covered(asked)
+    return coverage
 
 
 def batches_in_flight(params: RunParams, settings: Settings) -> int:
@@ -69,20 +156,30 @@ def batches_in_flight(params: RunParams, settings: Settings) -> int:
 async def _record_all(
     run: TrainingRun,
     store: RunStore,
-    batches: Iterator[list[Chunk]],
+    passes: Iterator[tuple[str, Iterator[list[Chunk]]]],
     generator: QuestionGenerator,
     params: RunParams,
     settings: Settings,
     in_flight: BatchesInFlight[object],
     steps: GenerationSteps,
 ) -> TrainingRun:
-    """Ask every batch, a bounded number in flight, while the recorder records their
-    chunks as they finish; then ask once more the chunks the endpoint never answered.
-    Return the run as the last record left it."""
+    """Ask every batch of each pass until the cap is met, a bounded number in flight,
+    while the recorder records their chunks as they finish; then ask once more the chunks
+    the endpoint never answered. Return the run as the last record left it."""
     recorder = AnswerRecorder(store, run, params.max_pairs, steps, settings.db_outage_wait_s)
     recorder.start()
     try:
-        await _ask(batches, generator, params, in_flight, recorder, steps, "")
+        for label, batches in passes:
+            if recorder.latest.pair_count >= params.max_pairs:
+                break
+            if label:
+                steps.log.info(
+                    "%d pairs of %d after the sample's %s: asking its next slice",
+                    recorder.latest.pair_count,
+                    params.max_pairs,
+                    "first pass" if label == "pass2-" else "earlier passes",
+                )
+            await _ask(batches, generator, params, in_flight, recorder, steps, label)
         later = recorder.answers.take_unanswered()
         if later and recorder.latest.pair_count < params.max_pairs:
             steps.log.warning(
@@ -175,14 +272,18 @@ async def _settle_unanswered(
 
 
 async def _finish(
-    run: TrainingRun, store: RunStore, params: RunParams, steps: GenerationSteps
+    run: TrainingRun,
+    store: RunStore,
+    params: RunParams,
+    steps: GenerationSteps,
+    coverage: dict[str, Any],
 ) -> TrainingRun:
     capped = run.pair_count >= params.max_pairs
+    patch: dict[str, Any] = {"coverage": coverage}
     if capped:
         steps.log.info("stopped at the max_pairs cap of %d pairs", params.max_pairs)
-        run = await asyncio.to_thread(
-            store.update_progress, run, params_patch={"max_pairs_reached": True}
-        )
+        patch["max_pairs_reached"] = True
+    run = await asyncio.to_thread(store.update_progress, run, params_patch=patch)
     await steps.progress(run, force=True)
     skipped = await asyncio.to_thread(store.skipped_reasons, run.id)
     run = await asyncio.to_thread(store.transition, run, RunStatus.GENERATED)

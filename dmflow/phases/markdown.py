@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dmflow.coverage import coverage_line
 from dmflow.models import TrainingRun
 from dmflow.training.recall_rows import recall_rows
 
@@ -25,6 +26,8 @@ def generation_markdown(run: TrainingRun, skipped: dict[str, int], capped: bool)
         f"- pairs: {run.pair_count}" + (" (stopped at the max_pairs cap)" if capped else ""),
         f"- skipped chunks: {sum(skipped.values())}",
     ]
+    if covered := coverage_line(run):
+        lines.insert(4, f"- coverage: {covered}")
     lines += [f"  - {reason}: {count}" for reason, count in sorted(skipped.items())]
     return "\n".join(lines + usage_markdown(run.usage))
 
