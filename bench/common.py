@@ -62,7 +62,8 @@ def synthetic_dataset(path: Path, chunks: int) -> Path:
                 {
                     "id": [f"chunk-{n:06d}" for n in range(start, stop)],
                     "text": texts,
-                    "metadata": [{} for _ in texts],
+                    # documents of 20 chunks, ingested one after another
+                    "metadata": [{"doc_id": f"doc-{n // 20}"} for n in range(start, stop)],
                     "embedding": np.asarray(embedder.embed(texts), np.float32),
                 }
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import stat
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,23 @@ def test_run_command_exit_codes(
     )
     assert debug.returncode == 1
     assert "Traceback" in debug.stderr and "error: no DeepLake dataset" in debug.stderr
+
+
+def test_a_scheduled_run_on_a_blocked_dataset_fails_in_one_line_naming_the_blocker(
+    flow_env: dict[str, str], store: PostgresRunStore, sample_dataset: str
+) -> None:
+    blocking = store.create_run(sample_dataset)
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    flow_runs = logging.getLogger("prefect.flow_runs")
+    flow_runs.addHandler(handler)
+    try:
+        state = asyncio.run(training_run(sample_dataset, return_state=True))  # type: ignore[call-overload]
+    finally:
+        flow_runs.removeHandler(handler)
+    assert state.is_failed()
+    errors = [r for r in seen if r.levelno >= logging.ERROR]
+    failures = [r for r in errors if str(blocking.id) in r.getMessage()]
+    assert failures, [r.getMessage() for r in seen]
+    assert all(r.exc_info is None and "Traceback" not in r.getMessage() for r in failures)
