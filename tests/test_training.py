@@ -206,5 +206,9 @@ def test_incremental_retraining_adds_the_pairs_of_earlier_completed_runs(
         return int(metrics["train_pairs"] + metrics["eval_pairs"])
 
     assert trained_on(alone) == 300
-    # Its own 300, the earlier run's 200; the other completed run's pairs equal its own.
-    assert trained_on(both) == 300 + 200
+    # It asked only chunks no completed run had asked, and trains on its own 300 pairs,
+    # the earlier run's 200 and the other completed run's 300, each pair once.
+    earlier_id, alone_id, both_id = (r.id for r in (earlier, alone, both))  # type: ignore[attr-defined]
+    asked_before = store.recorded_chunk_ids(earlier_id) | store.recorded_chunk_ids(alone_id)
+    assert not store.recorded_chunk_ids(both_id) & asked_before
+    assert trained_on(both) == 300 + 200 + 300
