@@ -18,6 +18,9 @@ class RunParams(BaseModel):
     model: str | None = None
     """The LLM for `openai` (default: DMFLOW_LLM_MODEL)."""
     questions_per_chunk: int = Field(default=4, ge=1, le=10)
+    prompt: Literal["list", "one_question"] = "list"
+    """How `openai` asks: `list`, a chunk's questions as a JSON array in one request;
+    `one_question`, one question per request in plain words (small self-hosted models)."""
     max_pairs: int = Field(default=5000, ge=1)
     """Generation stops when the run holds this many pairs."""
     sample: Literal["spread", "in_order"] = "spread"

@@ -360,6 +360,9 @@ def run(
         str | None, typer.Option(help="LLM for the openai generator.")
     ] = DEFAULTS.model,
     questions_per_chunk: Annotated[int, typer.Option(help="1-10.")] = DEFAULTS.questions_per_chunk,
+    prompt: Annotated[
+        str, typer.Option(help="list, or one_question (one per request: small models).")
+    ] = DEFAULTS.prompt,
     max_pairs: Annotated[
         int, typer.Option(help="Stop generating at this many pairs.")
     ] = DEFAULTS.max_pairs,

@@ -54,6 +54,7 @@ async def training_run(
     generator: Literal["local", "openai"] = "local",
     model: str | None = None,
     questions_per_chunk: int = 4,
+    prompt: Literal["list", "one_question"] = "list",
     max_pairs: int = 5000,
     sample: Literal["spread", "in_order"] = "spread",
     sample_seed: int = 7,

@@ -150,7 +150,10 @@ def test_nul_in_documents_and_surrogates_in_llm_output_never_fail_a_run(
     dataset = make_dataset(rows)
 
     def poisoned(text: str, attempt: int) -> Reply:
-        questions = ["What does the \x00valve manual say?", "How is \ud800pressure relieved?"]
+        questions = [
+            "What does the \x00valve manual say about the loop?",
+            "How is \ud800pressure relieved?",
+        ]
         return Reply(content=json.dumps(questions))
 
     llm_server.script = poisoned
@@ -185,7 +188,8 @@ def test_questions_with_markup_are_dropped_and_counted() -> None:
             "How does the cooling loop keep pressure stable?",
             "What does `str.join` return for R&D teams, in €?",
         ],
-        "unrelated chunk text",
+        "The cooling loop keeps pressure stable; in Python the expression a < b > c chains "
+        "comparisons, and str.join returns one string.",
         limit=20,
         dropped=dropped,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 
 import pytest
 from pydantic import SecretStr
@@ -74,7 +75,13 @@ def test_cleaning_drops_bad_and_repeated_questions() -> None:
 
 
 def test_cleaning_keeps_at_most_the_limit() -> None:
-    raw = [f"What does section {n} of the text explain?" for n in range(10)]
+    raw = [
+        "What does the for statement iterate over?",
+        "How often is the expression list evaluated?",
+        "What is created for the result?",
+        "Which kinds of sequence can be iterated?",
+        "What must the expression list yield?",
+    ]
     assert len(clean_questions(raw, TEXT, limit=3)) == 3
 
 
@@ -248,3 +255,52 @@ def test_usage_cost_estimate(llm_server: LLMServer) -> None:
     usage = asyncio.run(generator.generate(CHUNKS[:2])).usage
     expected = usage["prompt_tokens"] / 1000 + 2 * usage["completion_tokens"] / 1000
     assert usage["cost_usd"] == pytest.approx(expected)
+
+
+def test_assistant_chatter_and_questions_about_nothing_in_the_chunk_are_dropped() -> None:
+    dropped: Counter[str] = Counter()
+    kept = clean_questions(
+        [
+            "I'm ready to assist you. What's your task?",
+            "I'm ready to assist. What is your request?",
+            "I'm ready to assist you with your request. What kind of data do you need?",
+            "What is the capital of France?",
+            "What does the for statement iterate over?",
+            "When is the expression list evaluated?",
+            "Which objects does an iterator get created for?",
+        ],
+        TEXT,
+        limit=10,
+        dropped=dropped,
+    )
+    assert kept == [
+        "What does the for statement iterate over?",
+        "When is the expression list evaluated?",
+        "Which objects does an iterator get created for?",
+    ]
+    assert dropped == {"assistant chatter": 3, "nothing from the chunk": 1}
+
+
+def test_one_question_per_request_for_small_models(llm_server: LLMServer) -> None:
+    llm_server.script = scripts.one_question
+    generator = openai_generator(llm_server, prompt="one_question")
+    batch = asyncio.run(generator.generate(CHUNKS[:2]))
+    assert all(len(r.questions) == 4 for r in batch.results)
+    assert all(llm_server.requests_for(c.text) == 4 for c in CHUNKS[:2])
+    assert "retries" not in batch.usage
+
+
+def test_after_an_unusable_list_the_next_try_asks_for_one_question(llm_server: LLMServer) -> None:
+    asked: list[str] = []
+
+    def paraphrases_a_list(text: str, attempt: int) -> scripts.Reply:
+        asked.append("list" if attempt == 1 else "one")
+        if attempt == 1:
+            return scripts.Reply(content="The for statement iterates over a sequence.")
+        return scripts.one_question(text, attempt)
+
+    llm_server.script = paraphrases_a_list
+    batch = asyncio.run(openai_generator(llm_server, max_attempts=3).generate(CHUNKS[:1]))
+    [result] = batch.results
+    assert result.outcome is ChunkOutcome.DONE and len(result.questions) == 2
+    assert batch.usage["retries"] == 1 and batch.usage["replies_malformed"] == 1

@@ -49,6 +49,36 @@ _MARKUP_CONSTRUCTS = re.compile(
     re.IGNORECASE,
 )
 
+# A question about the chunk shares at least one content word with it; an assistant's
+# greeting or request for a task ("I'm ready to assist. What is your request?") does
+# not, and a small model that ignores the prompt writes little else.
+_STOPWORDS = frozenset(
+    """a an and are as at be been being but by can could did do does for from had has have
+    how i if in into is it its may me might must my not of on or our shall should so than
+    that the their them then there these they this those to was we were what when where
+    which while who whom whose why will with would you your about also any each other
+    such some more most only very just like use used using text passage above below
+    question questions answer answers describe described explain mean means""".split()
+)
+_CHATTER = re.compile(
+    r"\b(?:i'?m|i am) (?:ready|happy|glad|here) to (?:help|assist)"
+    r"|\bhow (?:can|may) i (?:help|assist)"
+    r"|\bwhat (?:is|'s) your (?:request|task|question)"
+    r"|\bwhat (?:kind|sort|type) of (?:data|help|task|information) do you need"
+    r"|\b(?:as an ai|i'?m an ai|language model)\b",
+    re.IGNORECASE,
+)
+
+
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+def content_words(text: str) -> set[str]:
+    """The text's content words, each cut to 5 letters: a cheap stem (`iterates` and
+    `iteration` meet at `itera`; `topic0` is `topic`)."""
+    words = _LETTERS.findall(text.lower())
+    return {w[:5] for w in words if len(w) >= 3 and w not in _STOPWORDS}
+
 
 def carries_markup(text: str) -> bool:
     if _MARKUP_CONSTRUCTS.search(text):
@@ -102,6 +132,7 @@ def clean_questions(
     """Strip decoration, drop unusable and repeated questions, keep at most `limit`.
     `dropped` counts what was dropped by reason."""
     chunk_words = normalise(chunk_text)
+    chunk_terms = content_words(chunk_text)
     kept: list[str] = []
     kept_words: list[set[str]] = []
     reasons: Counter[str] = Counter() if dropped is None else dropped
@@ -121,6 +152,12 @@ def clean_questions(
             continue
         if _copies_chunk(question, chunk_words):
             reasons["copies the chunk"] += 1
+            continue
+        if _CHATTER.search(question):
+            reasons["assistant chatter"] += 1
+            continue
+        if not content_words(question) & chunk_terms:
+            reasons["nothing from the chunk"] += 1
             continue
         words = set(_words(question))
         if any(_jaccard(words, other) >= NEAR_DUPLICATE_JACCARD for other in kept_words):

@@ -30,6 +30,7 @@ def build_generator(params: RunParams, settings: Settings) -> QuestionGenerator:
             api_key=settings.llm_api_key,
             base_url=settings.llm_base_url,
             questions_per_chunk=params.questions_per_chunk,
+            prompt=params.prompt,
             concurrency=settings.llm_concurrency,
             requests_per_minute=settings.llm_requests_per_minute,
             tokens_per_minute=settings.llm_tokens_per_minute,

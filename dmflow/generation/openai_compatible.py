@@ -30,18 +30,12 @@ from dmflow.generation.answers import Answers
 from dmflow.generation.base import GeneratedBatch, GenerationFailed
 from dmflow.generation.cleaning import clean_questions, parse_question_list
 from dmflow.generation.outage import EndpointBreaker
+from dmflow.generation.prompts import PromptStyle, messages_for
 from dmflow.generation.ratelimit import RateLimiter
 from dmflow.models import ChunkResult
 from dmflow.redaction import scrub
 
 MAX_PASSAGE_CHARS = 8000
-
-SYSTEM_PROMPT = (
-    "You write search questions for a retrieval system. Given a passage, write {n} distinct "
-    "questions that the passage answers. Each question must be specific, self-contained and "
-    "answerable from the passage alone; do not copy sentences from it. Reply with a JSON array "
-    "of strings and nothing else."
-)
 
 
 @dataclass(frozen=True)
@@ -62,6 +56,10 @@ class OpenAIGeneratorConfig:
     cost_per_1k_completion_tokens: float = 0.0
     outage_wait_s: float = 300.0
     """How long an endpoint that fails every request may hold the run."""
+    prompt: PromptStyle = "list"
+    """`list`: all of a chunk's questions as a JSON array in one request, and after an
+    unusable reply one question per request; `one_question`: one question per request
+    from the start, `questions_per_chunk` requests a chunk (small models)."""
 
     @property
     def outage_threshold(self) -> int:
@@ -146,14 +144,18 @@ class OpenAIQuestionGenerator:
     async def _answer(self, chunk: Chunk, usage: _BatchAnswers) -> _Outcome:
         config = self.config
         passage = chunk.text[:MAX_PASSAGE_CHARS]
-        messages = [
-            {"role": "system", "content": SYSTEM_PROMPT.format(n=config.questions_per_chunk)},
-            {"role": "user", "content": passage},
-        ]
-        estimated_tokens = (len(passage) + len(messages[0]["content"])) // 4
-        estimated_tokens += config.max_output_tokens
+        n = config.questions_per_chunk
+        style: PromptStyle = config.prompt
+        # One question a request needs n requests for n questions, and each may fail.
+        content_tries = config.max_attempts + (n - 1 if style == "one_question" else 0)
+        collected: list[str] = []
+        questions: list[str] = []
         tries = 0  # tries that count: not those failed while the endpoint was down
+        malformed = 0
         while True:
+            messages = messages_for(style, passage, n)
+            estimated_tokens = sum(len(m["content"]) for m in messages) // 4
+            estimated_tokens += config.max_output_tokens
             try:
                 content = await self._request(messages, estimated_tokens, usage)
             except _Transient as problem:
@@ -172,20 +174,30 @@ class OpenAIQuestionGenerator:
                 return _Outcome(chunk, ChunkResult.skipped(chunk.id, str(refused)))
             tries += 1
             raw = parse_question_list(content or "")
+            if raw is None:
+                malformed += 1
+                usage.add("replies_malformed", 1)
             dropped: Counter[str] = Counter()
-            questions = clean_questions(
-                raw or [], chunk.text, limit=config.questions_per_chunk, dropped=dropped
-            )
-            if dropped["markup"]:
-                usage.add("questions_dropped_markup", dropped["markup"])
-            if questions:
+            candidates = [*collected, *(raw or [])]
+            kept = clean_questions(candidates, chunk.text, limit=n, dropped=dropped)
+            for reason, count in dropped.items():
+                usage.add(f"questions_dropped_{reason.replace(' ', '_')}", count)
+            added_nothing = len(kept) <= len(collected)
+            collected = questions = kept
+            enough = len(questions) >= (n if style == "one_question" else 1)
+            if enough or (questions and tries >= content_tries):
                 return _Outcome(chunk, ChunkResult.done(chunk.id, questions, chunk.text))
-            problem_text = "malformed output" if raw is None else "no usable questions in output"
-            if tries < config.max_attempts:
-                usage.add("retries", 1)
-                continue
-            reason = f"{problem_text} after {config.max_attempts} tries"
-            return _Outcome(chunk, ChunkResult.skipped(chunk.id, reason))
+            if tries >= content_tries:
+                problem_text = (
+                    "malformed output" if malformed == tries else "no usable questions in output"
+                )
+                reason = f"{problem_text} after {tries} tries"
+                return _Outcome(chunk, ChunkResult.skipped(chunk.id, reason))
+            if added_nothing:
+                usage.add("retries", 1)  # asked again after an unusable reply
+            # The same prompt fails the same way: after an unusable reply, ask for one
+            # question in plain words.
+            style = "one_question"
 
     async def _request(
         self, messages: list[dict[str, str]], estimated_tokens: int, usage: _BatchAnswers

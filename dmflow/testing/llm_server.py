@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from dmflow.generation.prompts import ONE_QUESTION_PROMPT
+
 
 @dataclass
 class Reply:
@@ -35,6 +37,21 @@ def questions_for(text: str, count: int = 4) -> list[str]:
     words = list(dict.fromkeys(w.lower() for w in re.findall(r"[A-Za-z]{5,}", text)))
     topics = (words or ["nothing"])[:count]
     return [f"What does the passage explain about {topic}?" for topic in topics]
+
+
+_ONE_QUESTION_SUFFIX = ONE_QUESTION_PROMPT.format(passage="")
+
+
+def passage_of(body: dict[str, Any]) -> str:
+    """The chunk's text in a request, however dmflow asked about it."""
+    content: str = body["messages"][-1]["content"]
+    return content.removesuffix(_ONE_QUESTION_SUFFIX)
+
+
+def one_question(text: str, attempt: int) -> Reply:
+    """What a small model asked for one question answers: one line of plain text."""
+    questions = questions_for(text)
+    return Reply(content=f"Sure! {questions[(attempt - 1) % len(questions)]}")
 
 
 def valid_json(text: str, attempt: int) -> Reply:
@@ -161,7 +178,7 @@ class LLMServer:
             self.requests_by_text.clear()
 
     def respond(self, body: dict[str, Any]) -> tuple[Reply, str]:
-        text = body["messages"][-1]["content"]
+        text = passage_of(body)
         with self.lock:
             self.requests_by_text[text] += 1
             attempt = self.requests_by_text[text]
@@ -211,7 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
         content = (
             reply.content
             if reply.content is not None
-            else json.dumps(questions_for(body["messages"][-1]["content"]))
+            else json.dumps(questions_for(passage_of(body)))
         )
         prompt_tokens = sum(len(m["content"]) // 4 for m in body["messages"])
         completion_tokens = len(content) // 4
