@@ -304,3 +304,26 @@ def test_after_an_unusable_list_the_next_try_asks_for_one_question(llm_server: L
     [result] = batch.results
     assert result.outcome is ChunkOutcome.DONE and len(result.questions) == 2
     assert batch.usage["retries"] == 1 and batch.usage["replies_malformed"] == 1
+
+
+def test_a_chunk_keeps_its_slot_through_its_tries(llm_server: LLMServer) -> None:
+    """Depth first: with 2 slots, at most 2 chunks are being asked at any moment, and a
+    chunk that needs 3 tries finishes them before another chunk is asked."""
+    seen: list[tuple[str, int]] = []
+    failing = scripts.server_error_first(2)
+
+    def record(text: str, attempt: int) -> scripts.Reply:
+        seen.append((text, attempt))
+        return failing(text, attempt)
+
+    llm_server.script = record
+    batch = asyncio.run(openai_generator(llm_server, concurrency=2).generate(CHUNKS))
+    assert all(r.outcome is ChunkOutcome.DONE for r in batch.results)
+    open_chunks: set[str] = set()
+    most = 0
+    for text, attempt in seen:
+        open_chunks.add(text)
+        most = max(most, len(open_chunks))
+        if attempt == 3:  # its last try: the chunk is done
+            open_chunks.discard(text)
+    assert most <= 2, seen

@@ -134,7 +134,13 @@ class OpenAIQuestionGenerator:
         )
 
     async def _one(self, chunk: Chunk, tally: _BatchAnswers) -> _Outcome:
-        outcome = await self._answer(chunk, tally)
+        # A chunk keeps its slot through all its tries: at most `concurrency` chunks are
+        # being asked, each finishes before another starts, so answers are recorded at
+        # the endpoint's pace and a kill loses at most `concurrency` chunks' requests.
+        # (Taking a slot per request advanced every chunk in flight in lockstep: with a
+        # slow endpoint, 128 chunks' first tries, then their second tries, ...)
+        async with self._slots:
+            outcome = await self._answer(chunk, tally)
         if outcome.result is not None:
             tally.done(outcome.result)
         else:
@@ -202,27 +208,26 @@ class OpenAIQuestionGenerator:
     async def _request(
         self, messages: list[dict[str, str]], estimated_tokens: int, usage: _BatchAnswers
     ) -> str | None:
-        async with self._slots:
-            # Right before sending, with a slot in hand: a chunk that passed this while
-            # waiting for a slot would be asked after the database stopped recording.
-            await usage.room()
-            probe = await self._breaker.admit()
-            await self._limiter.acquire(estimated_tokens)
-            usage.add("requests", 1)
-            try:
-                # The raw reply: the SDK still raises its typed errors, but skips building
-                # a ChatCompletion model, about a tenth of its CPU per request here.
-                raw = await self._client.chat.completions.with_raw_response.create(
-                    model=self.config.model,
-                    messages=messages,  # type: ignore[arg-type]
-                    max_tokens=self.config.max_output_tokens,
-                    temperature=0.3,
-                )
-            except openai.APIError as exc:
-                raise self._classified(exc, probe, usage) from None
-            except BaseException:
-                self._breaker.abandoned(probe)  # cancelled: neither answered nor failed
-                raise
+        # Right before sending, with the chunk's slot in hand: a chunk that passed this
+        # while waiting for a slot would be asked after the database stopped recording.
+        await usage.room()
+        probe = await self._breaker.admit()
+        await self._limiter.acquire(estimated_tokens)
+        usage.add("requests", 1)
+        try:
+            # The raw reply: the SDK still raises its typed errors, but skips building
+            # a ChatCompletion model, about a tenth of its CPU per request here.
+            raw = await self._client.chat.completions.with_raw_response.create(
+                model=self.config.model,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=self.config.max_output_tokens,
+                temperature=0.3,
+            )
+        except openai.APIError as exc:
+            raise self._classified(exc, probe, usage) from None
+        except BaseException:
+            self._breaker.abandoned(probe)  # cancelled: neither answered nor failed
+            raise
         try:
             response = raw.http_response.json()
             choices = response.get("choices") or []
