@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     llm_tokens_per_minute: float | None = Field(default=None, gt=0)
     llm_timeout_s: float = Field(default=60.0, gt=0)
     llm_max_attempts: int = Field(default=5, ge=1, le=20)
+    """Tries of a chunk whose requests fail for transport reasons (5xx, 429, timeouts)."""
+    llm_content_attempts: int = Field(default=3, ge=1, le=20)
+    """Replies a chunk may get before it is skipped as unusable: a model that did not
+    follow the prompt twice rarely does on the fifth try (plus one a further question
+    with `prompt=one_question`)."""
     llm_outage_wait_s: float = Field(default=300.0, gt=0)
     """How long an LLM endpoint that fails every request (an outage, a restart) may hold a
     run before its phase fails; it resumes with `dmflow recover`. An endpoint that has not

@@ -119,6 +119,9 @@ def _usage_line(usage: dict[str, Any]) -> str | None:
         parts.append(f"{tokens} tokens")
     if "retries" in usage:
         parts.append(f"{int(usage['retries'])} retries")
+    if usage.get("replies_unusable") and usage.get("replies"):
+        share = 100 * usage["replies_unusable"] / usage["replies"]
+        parts.append(f"{share:.0f} % of replies unusable")
     if "cost_usd" in usage:
         parts.append(f"est. ${float(usage['cost_usd']):.4f}")
     if "chunks" in usage and not parts:

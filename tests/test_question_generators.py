@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 
@@ -327,3 +328,21 @@ def test_a_chunk_keeps_its_slot_through_its_tries(llm_server: LLMServer) -> None
         if attempt == 3:  # its last try: the chunk is done
             open_chunks.discard(text)
     assert most <= 2, seen
+
+
+def test_a_model_that_mostly_writes_chatter_is_named_in_one_warning() -> None:
+    from dmflow.phases.generation import warn_if_the_model_is_the_problem
+
+    seen: list[str] = []
+    log = logging.getLogger("test.model-check")
+    log.warning = lambda msg, *args: seen.append(msg % args)  # type: ignore[method-assign]
+    usage = {"replies": 49.0, "replies_unusable": 49.0}
+    assert not warn_if_the_model_is_the_problem(usage, log) and not seen
+    usage = {"replies": 60.0, "replies_unusable": 55.0, "questions_dropped_assistant_chatter": 40}
+    assert warn_if_the_model_is_the_problem(usage, log)
+    assert seen == [
+        "55 of 60 replies from the model were unusable (assistant chatter 40): try another "
+        "model, or --prompt one_question for a small one"
+    ]
+    assert warn_if_the_model_is_the_problem({"replies": 60.0, "replies_unusable": 6.0}, log)
+    assert len(seen) == 1

@@ -36,6 +36,7 @@ def build_generator(params: RunParams, settings: Settings) -> QuestionGenerator:
             tokens_per_minute=settings.llm_tokens_per_minute,
             timeout_s=settings.llm_timeout_s,
             max_attempts=settings.llm_max_attempts,
+            content_attempts=settings.llm_content_attempts,
             outage_wait_s=settings.llm_outage_wait_s,
             cost_per_1k_prompt_tokens=settings.llm_cost_per_1k_prompt_tokens,
             cost_per_1k_completion_tokens=settings.llm_cost_per_1k_completion_tokens,

@@ -49,6 +49,9 @@ class OpenAIGeneratorConfig:
     tokens_per_minute: float | None = None
     timeout_s: float = 60.0
     max_attempts: int = 5
+    """Requests of a chunk that may fail for transport reasons."""
+    content_attempts: int = 3
+    """Replies of a chunk that may be unusable before it is skipped."""
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     max_output_tokens: int = 400
@@ -153,10 +156,11 @@ class OpenAIQuestionGenerator:
         n = config.questions_per_chunk
         style: PromptStyle = config.prompt
         # One question a request needs n requests for n questions, and each may fail.
-        content_tries = config.max_attempts + (n - 1 if style == "one_question" else 0)
+        content_tries = config.content_attempts + (n - 1 if style == "one_question" else 0)
         collected: list[str] = []
         questions: list[str] = []
-        tries = 0  # tries that count: not those failed while the endpoint was down
+        failed = 0  # transport failures that count: not those while the endpoint was down
+        tries = 0  # replies
         malformed = 0
         while True:
             messages = messages_for(style, passage, n)
@@ -169,16 +173,17 @@ class OpenAIQuestionGenerator:
                     str(problem), probe=problem.probe, retry_after_s=problem.retry_after
                 ):
                     continue  # the endpoint is down: the breaker holds the next try
-                tries += 1
-                if tries >= config.max_attempts:
-                    return _Outcome(chunk, None, f"request failed {tries} times: {problem}")
+                failed += 1
+                if failed >= config.max_attempts:
+                    return _Outcome(chunk, None, f"request failed {failed} times: {problem}")
                 usage.add("retries", 1)
-                await asyncio.sleep(self._delay(tries - 1, problem.retry_after))
+                await asyncio.sleep(self._delay(failed - 1, problem.retry_after))
                 continue
             except _RefusedRequest as refused:
                 # Refused for this chunk only (too long for the context, say): no retry helps.
                 return _Outcome(chunk, ChunkResult.skipped(chunk.id, str(refused)))
             tries += 1
+            usage.add("replies", 1)
             raw = parse_question_list(content or "")
             if raw is None:
                 malformed += 1
@@ -189,6 +194,8 @@ class OpenAIQuestionGenerator:
             for reason, count in dropped.items():
                 usage.add(f"questions_dropped_{reason.replace(' ', '_')}", count)
             added_nothing = len(kept) <= len(collected)
+            if added_nothing:
+                usage.add("replies_unusable", 1)
             collected = questions = kept
             enough = len(questions) >= (n if style == "one_question" else 1)
             if enough or (questions and tries >= content_tries):

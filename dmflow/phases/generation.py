@@ -30,7 +30,7 @@ from dmflow.phases.batches_in_flight import BatchesInFlight
 from dmflow.phases.heartbeat import heartbeat
 from dmflow.phases.markdown import generation_markdown
 from dmflow.phases.recorder import AnswerRecorder
-from dmflow.phases.steps import GenerationSteps
+from dmflow.phases.steps import GenerationSteps, Log
 from dmflow.sampling import SamplePlan, plan_sample, target_chunks
 from dmflow.settings import Settings
 from dmflow.status import RunStatus
@@ -219,8 +219,44 @@ async def _ask(
         name = f"{label}{index}-{chunks[0].id}"
         await in_flight.add(steps.ask(generator, chunks, recorder.answers, name))
         recorder.check()
+        recorder.warned = recorder.warned or warn_if_the_model_is_the_problem(
+            recorder.latest.usage, steps.log
+        )
     await in_flight.drain()
     recorder.check()
+
+
+MODEL_CHECK_REPLIES = 50
+MOSTLY_UNUSABLE = 0.8
+
+
+def warn_if_the_model_is_the_problem(usage: dict[str, float], log: Log) -> bool:
+    """Once 50 replies are in, one warning when over 80 % of them were unusable: the
+    model, not the endpoint, is what fails. True once it has warned."""
+    replies = usage.get("replies", 0)
+    if replies < MODEL_CHECK_REPLIES:
+        return False
+    unusable = usage.get("replies_unusable", 0)
+    if unusable / replies <= MOSTLY_UNUSABLE:
+        return True  # checked: no need to look again
+    reasons = {
+        key.removeprefix("questions_dropped_").replace("_", " "): int(value)
+        for key, value in usage.items()
+        if key.startswith("questions_dropped_") and value
+    }
+    if usage.get("replies_malformed"):
+        reasons["no question in the reply"] = int(usage["replies_malformed"])
+    listed = ", ".join(
+        f"{reason} {n}" for reason, n in sorted(reasons.items(), key=lambda r: -r[1])
+    )
+    log.warning(
+        "%d of %d replies from the model were unusable (%s): try another model, or "
+        "--prompt one_question for a small one",
+        unusable,
+        replies,
+        listed or "no reason recorded",
+    )
+    return True
 
 
 def _explained(exc: BaseException, recorder: AnswerRecorder, latest: TrainingRun) -> BaseException:

@@ -40,6 +40,8 @@ class AnswerRecorder:
         self.latest = run
         self.answers = Answers()
         self._steps = steps
+        self.warned = False
+        """The model check (`warn_if_the_model_is_the_problem`) is done."""
         self._records = 0
         self._loop: asyncio.Task[None] | None = None
 
