@@ -183,3 +183,21 @@ def test_a_refused_key_counts_each_request_sent_at_most_once_more_than_received(
     # README, "Usage": requests cancelled as the batch fails may be counted without
     # having reached the endpoint, at most one per request slot.
     assert received <= counted <= received + settings.llm_concurrency
+
+
+def test_once_the_cap_is_met_nothing_more_is_asked(
+    store: PostgresRunStore,
+    settings: Settings,
+    sample_dataset: str,
+    llm_server: LLMServer,
+) -> None:
+    """Two batches of 32 chunks are in flight; the cap needs 2 chunks. The chunks still
+    in flight when the cap is recorded are not asked: their answers could not be kept."""
+    llm_server.latency_s = 0.2
+    run = entered_run(store, sample_dataset, generator="openai", batch_size=32, max_pairs=8)
+    done = asyncio.run(
+        generate(run, store, settings.model_copy(update={"llm_concurrency": 4}), DirectSteps())
+    )
+    assert done.status is RunStatus.GENERATED and done.pair_count == 8
+    assert llm_server.total_requests <= 16, llm_server.total_requests  # 64 before
+    assert done.usage["requests"] >= llm_server.total_requests

@@ -12,10 +12,13 @@ T = TypeVar("T")
 class BatchesInFlight(Generic[T]):
     """At most `size` coroutines run at once. `add` starts one and, when the window is
     full, waits until at least one has finished; it hands back what finished (a failure
-    is raised there). `drain` waits for the rest; `cancel` stops them."""
+    is raised there). `drain` waits for the rest; `cancel` stops them. Once `enough`
+    is set (the cap is met), `add` and `drain` stop waiting and cancel what runs: its
+    answers could not be recorded, and every further request would be paid for nothing."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, enough: asyncio.Event | None = None) -> None:
         self.size = max(1, size)
+        self.enough = enough or asyncio.Event()
         self._running: set[asyncio.Task[T]] = set()
 
     async def add(self, work: Coroutine[Any, Any, T]) -> list[T]:
@@ -34,7 +37,23 @@ class BatchesInFlight(Generic[T]):
         self._running.clear()
 
     async def _settle(self, when: str) -> list[T]:
-        done, self._running = await asyncio.wait(self._running, return_when=when)
+        enough = asyncio.create_task(self.enough.wait())
+        try:
+            pending: set[asyncio.Future[Any]] = set(self._running)
+            while pending and not enough.done():
+                _, pending = await asyncio.wait(
+                    {*pending, enough}, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(enough)
+                if when == asyncio.FIRST_COMPLETED:
+                    break
+        finally:
+            enough.cancel()
+        if self.enough.is_set():
+            await self.cancel()
+            return []
+        done = {task for task in self._running if task.done()}
+        self._running -= done
         # Every finished piece's outcome is retrieved, the first failure raised: two batches
         # failing at once (an outage) must not leave one "exception never retrieved".
         outcomes = [

@@ -167,6 +167,7 @@ async def _record_all(
     while the recorder records their chunks as they finish; then ask once more the chunks
     the endpoint never answered. Return the run as the last record left it."""
     recorder = AnswerRecorder(store, run, params.max_pairs, steps, settings.db_outage_wait_s)
+    in_flight.enough = recorder.capped  # the cap met: what is in flight is not worth paying
     recorder.start()
     try:
         for label, batches in passes:

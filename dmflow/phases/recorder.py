@@ -40,6 +40,8 @@ class AnswerRecorder:
         self.latest = run
         self.answers = Answers()
         self._steps = steps
+        self.capped = asyncio.Event()
+        """Set once the run holds `max_pairs` pairs: nothing more is worth asking."""
         self.warned = False
         """The model check (`warn_if_the_model_is_the_problem`) is done."""
         self._records = 0
@@ -121,4 +123,6 @@ class AnswerRecorder:
         finally:
             await self.answers.recorded(len(batch.results))
         self.latest = recorded  # records run one at a time: the newest counts it all
+        if recorded.pair_count >= self.max_pairs:
+            self.capped.set()
         await self._steps.progress(self.latest)
