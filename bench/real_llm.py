@@ -33,7 +33,9 @@ from dmflow.sample import build_sample_dataset
 LEASE = ("bench", os.getpid(), None)
 
 
-def generate_with_llm(dataset: Path, prompt: str, questions: int) -> tuple[Any, list, dict]:  # type: ignore[type-arg]
+def generate_with_llm(
+    dataset: Path, prompt: str, questions: int, max_pairs: int
+) -> tuple[Any, list, dict]:  # type: ignore[type-arg]
     from dmflow.database import open_store
     from dmflow.phases.generation import generate
     from dmflow.phases.steps import DirectSteps
@@ -46,7 +48,7 @@ def generate_with_llm(dataset: Path, prompt: str, questions: int) -> tuple[Any, 
         "generator": "openai",
         "prompt": prompt,
         "questions_per_chunk": questions,
-        "max_pairs": 100_000,
+        "max_pairs": max_pairs,
         "batch_size": 16,
     }
     run = store.create_run(str(dataset), params=params)
@@ -107,16 +109,22 @@ def main() -> None:
     parser.add_argument(
         "--pairs", type=Path, help="keep the generated pairs here; reuse them if it exists"
     )
+    parser.add_argument("--large", action="store_true", help="the large sample corpus")
+    parser.add_argument(
+        "--max-pairs", type=int, default=100_000, help="a spread sample of the corpus"
+    )
     args = parser.parse_args()
     with bench_environment() as root:
         hashing = root / "sample"
-        build_sample_dataset(hashing)
+        build_sample_dataset(hashing, large=args.large)
         if args.pairs and args.pairs.exists():
             saved = json.loads(args.pairs.read_text())
             llm_pairs = [TrainingPair.model_validate(p) for p in saved["pairs"]]
             facts = saved["facts"]
         else:
-            _, llm_pairs, facts = generate_with_llm(hashing, args.prompt, args.questions)
+            _, llm_pairs, facts = generate_with_llm(
+                hashing, args.prompt, args.questions, args.max_pairs
+            )
             if args.pairs:
                 facts["skipped"] = dict(facts["skipped"])
                 args.pairs.write_text(
@@ -125,6 +133,9 @@ def main() -> None:
         report_generation(facts, llm_pairs, args.prompt)
 
         local_pairs = pairs_of(hashing)
+        if args.max_pairs < 100_000:  # a sample: the local generator on the same chunks
+            asked = {pair.chunk_id for pair in llm_pairs}
+            local_pairs = [pair for pair in local_pairs if pair.chunk_id in asked]
         sets: list[tuple[str, list[TrainingPair]]] = [
             ("local generator", local_pairs),
             (f"{args.prompt} LLM", llm_pairs),
@@ -133,7 +144,7 @@ def main() -> None:
         model = minilm()
         if model is not None:
             other = root / "minilm"
-            build_sample_dataset(other, embedder=model)
+            build_sample_dataset(other, embedder=model, large=args.large)
             embedders.append(("MiniLM-L6", other, model))
         print()
         print("| embedder, questions | trained / held out | recall@1 | recall@10 | recall@100 |")

@@ -183,19 +183,9 @@ class OpenAIQuestionGenerator:
                 # Refused for this chunk only (too long for the context, say): no retry helps.
                 return _Outcome(chunk, ChunkResult.skipped(chunk.id, str(refused)))
             tries += 1
-            usage.add("replies", 1)
-            raw = parse_question_list(content or "")
-            if raw is None:
-                malformed += 1
-                usage.add("replies_malformed", 1)
-            dropped: Counter[str] = Counter()
-            candidates = [*collected, *(raw or [])]
-            kept = clean_questions(candidates, chunk.text, limit=n, dropped=dropped)
-            for reason, count in dropped.items():
-                usage.add(f"questions_dropped_{reason.replace(' ', '_')}", count)
+            kept, was_malformed = _kept_questions(content, collected, chunk.text, n, usage)
+            malformed += was_malformed
             added_nothing = len(kept) <= len(collected)
-            if added_nothing:
-                usage.add("replies_unusable", 1)
             collected = questions = kept
             enough = len(questions) >= (n if style == "one_question" else 1)
             if enough or (questions and tries >= content_tries):
@@ -305,6 +295,24 @@ class OpenAIQuestionGenerator:
 _REFUSED_FOR_THIS_REQUEST = frozenset({400, 413, 422})
 """Statuses that refuse one request for what it holds (too long for the context, a
 content policy, a body the endpoint cannot process): that chunk is skipped."""
+
+
+def _kept_questions(
+    content: str | None, collected: list[str], text: str, n: int, usage: _BatchAnswers
+) -> tuple[list[str], bool]:
+    """The chunk's usable questions once this reply is added to those already kept, and
+    whether the reply held no question at all; what was dropped is counted by reason."""
+    usage.add("replies", 1)
+    raw = parse_question_list(content or "")
+    if raw is None:
+        usage.add("replies_malformed", 1)
+    dropped: Counter[str] = Counter()
+    kept = clean_questions([*collected, *(raw or [])], text, limit=n, dropped=dropped)
+    for reason, count in dropped.items():
+        usage.add(f"questions_dropped_{reason.replace(' ', '_')}", count)
+    if len(kept) <= len(collected):
+        usage.add("replies_unusable", 1)
+    return kept, raw is None
 
 
 class _RefusedRequest(Exception):
