@@ -34,7 +34,7 @@ from dmflow.phases.steps import GenerationSteps, Log
 from dmflow.sampling import SamplePlan, plan_sample, target_chunks
 from dmflow.settings import Settings
 from dmflow.status import RunStatus
-from dmflow.store.base import RunStore
+from dmflow.store.base import RunStore, earlier_completed_runs
 
 
 async def generate(
@@ -85,9 +85,8 @@ def _asked_by_earlier_runs(store: RunStore, run: TrainingRun, params: RunParams)
     if not params.include_previous_runs:
         return set()
     asked: set[str] = set()
-    for earlier in store.list_runs(dataset=run.dataset, limit=1000):
-        if earlier.status is RunStatus.COMPLETED and earlier.id != run.id:
-            asked |= store.recorded_chunk_ids(earlier.id)
+    for earlier in earlier_completed_runs(store, run):
+        asked |= store.recorded_chunk_ids(earlier.id)
     return asked
 
 

@@ -18,7 +18,7 @@ from dmflow.phases.markdown import recall_markdown
 from dmflow.phases.steps import Log, TrainingSteps
 from dmflow.settings import Settings
 from dmflow.status import RunStatus
-from dmflow.store.base import RunStore
+from dmflow.store.base import RunStore, earlier_completed_runs
 from dmflow.training.base import (
     DeepMemoryTrainer,
     JobState,
@@ -51,8 +51,7 @@ def training_pairs(store: RunStore, run: TrainingRun, params: RunParams) -> list
     completed runs (a question/chunk pair counts once)."""
     runs = [run]
     if params.include_previous_runs:
-        earlier = store.list_runs(dataset=run.dataset, limit=1000)
-        runs += [r for r in earlier if r.status is RunStatus.COMPLETED and r.id != run.id]
+        runs += earlier_completed_runs(store, run)
     seen: set[tuple[str, str]] = set()
     pairs: list[TrainingPair] = []
     for source in runs:

@@ -173,6 +173,15 @@ def error_from_database(code: str | None, message: str, detail: str | None) -> D
     return None
 
 
+def earlier_completed_runs(store: RunStore, run: TrainingRun) -> list[TrainingRun]:
+    """The completed runs of `run`'s dataset other than `run` (newest first)."""
+    return [
+        earlier
+        for earlier in store.list_runs(dataset=run.dataset, limit=1000)
+        if earlier.status is RunStatus.COMPLETED and earlier.id != run.id
+    ]
+
+
 def record_storable(
     store: RunStore,
     run: TrainingRun,
