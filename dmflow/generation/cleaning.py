@@ -6,7 +6,7 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from dmflow.redaction import storable
 
@@ -168,6 +168,23 @@ def clean_questions(
         if len(kept) == limit:
             break
     return kept
+
+
+_DROPPED = "questions_dropped_"
+
+
+def dropped_usage(dropped: Counter[str]) -> dict[str, int]:
+    """What the cleaning dropped, as usage counters (`questions_dropped_<reason>`)."""
+    return {_DROPPED + reason.replace(" ", "_"): count for reason, count in dropped.items()}
+
+
+def dropped_reasons(usage: Mapping[str, float]) -> dict[str, int]:
+    """The cleaning's drops in a run's usage, by reason as the cleaning words it."""
+    return {
+        key.removeprefix(_DROPPED).replace("_", " "): int(value)
+        for key, value in usage.items()
+        if key.startswith(_DROPPED) and value
+    }
 
 
 def parse_question_list(content: str) -> list[str] | None:

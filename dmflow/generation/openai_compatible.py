@@ -28,7 +28,7 @@ from pydantic import SecretStr
 from dmflow.chunks import Chunk
 from dmflow.generation.answers import Answers
 from dmflow.generation.base import GeneratedBatch, GenerationFailed
-from dmflow.generation.cleaning import clean_questions, parse_question_list
+from dmflow.generation.cleaning import clean_questions, dropped_usage, parse_question_list
 from dmflow.generation.outage import EndpointBreaker
 from dmflow.generation.prompts import PromptStyle, messages_for
 from dmflow.generation.ratelimit import RateLimiter
@@ -308,8 +308,8 @@ def _kept_questions(
         usage.add("replies_malformed", 1)
     dropped: Counter[str] = Counter()
     kept = clean_questions([*collected, *(raw or [])], text, limit=n, dropped=dropped)
-    for reason, count in dropped.items():
-        usage.add(f"questions_dropped_{reason.replace(' ', '_')}", count)
+    for key, count in dropped_usage(dropped).items():
+        usage.add(key, count)
     if len(kept) <= len(collected):
         usage.add("replies_unusable", 1)
     return kept, raw is None

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from dmflow.chunks import Chunk, ChunkSource, open_chunk_source
 from dmflow.generation.answers import Answers, RecordingStopped
 from dmflow.generation.base import ChunksUnanswered, GeneratedBatch, QuestionGenerator
+from dmflow.generation.cleaning import dropped_reasons
 from dmflow.generation.factory import build_generator
 from dmflow.generation.outage import EndpointOutage
 from dmflow.generation.patience import record_patiently
@@ -239,11 +240,7 @@ def warn_if_the_model_is_the_problem(usage: dict[str, float], log: Log) -> bool:
     unusable = usage.get("replies_unusable", 0)
     if unusable / replies <= MOSTLY_UNUSABLE:
         return True  # checked: no need to look again
-    reasons = {
-        key.removeprefix("questions_dropped_").replace("_", " "): int(value)
-        for key, value in usage.items()
-        if key.startswith("questions_dropped_") and value
-    }
+    reasons = dropped_reasons(usage)
     if usage.get("replies_malformed"):
         reasons["no question in the reply"] = int(usage["replies_malformed"])
     listed = ", ".join(
