@@ -157,7 +157,6 @@ class OpenAIQuestionGenerator:
         style: PromptStyle = config.prompt
         # One question a request needs n requests for n questions, and each may fail.
         content_tries = config.content_attempts + (n - 1 if style == "one_question" else 0)
-        collected: list[str] = []
         questions: list[str] = []
         failed = 0  # transport failures that count: not those while the endpoint was down
         tries = 0  # replies
@@ -183,10 +182,10 @@ class OpenAIQuestionGenerator:
                 # Refused for this chunk only (too long for the context, say): no retry helps.
                 return _Outcome(chunk, ChunkResult.skipped(chunk.id, str(refused)))
             tries += 1
-            kept, was_malformed = _kept_questions(content, collected, chunk.text, n, usage)
+            questions, was_malformed, added_nothing = _kept_questions(
+                content, questions, chunk.text, n, usage
+            )
             malformed += was_malformed
-            added_nothing = len(kept) <= len(collected)
-            collected = questions = kept
             enough = len(questions) >= (n if style == "one_question" else 1)
             if enough or (questions and tries >= content_tries):
                 return _Outcome(chunk, ChunkResult.done(chunk.id, questions, chunk.text))
@@ -299,9 +298,10 @@ content policy, a body the endpoint cannot process): that chunk is skipped."""
 
 def _kept_questions(
     content: str | None, collected: list[str], text: str, n: int, usage: _BatchAnswers
-) -> tuple[list[str], bool]:
-    """The chunk's usable questions once this reply is added to those already kept, and
-    whether the reply held no question at all; what was dropped is counted by reason."""
+) -> tuple[list[str], bool, bool]:
+    """The chunk's usable questions once this reply is added to those already kept,
+    whether the reply held no question at all, and whether it added none; what was
+    dropped is counted by reason."""
     usage.add("replies", 1)
     raw = parse_question_list(content or "")
     if raw is None:
@@ -310,9 +310,10 @@ def _kept_questions(
     kept = clean_questions([*collected, *(raw or [])], text, limit=n, dropped=dropped)
     for key, count in dropped_usage(dropped).items():
         usage.add(key, count)
-    if len(kept) <= len(collected):
+    added_nothing = len(kept) <= len(collected)
+    if added_nothing:
         usage.add("replies_unusable", 1)
-    return kept, raw is None
+    return kept, raw is None, added_nothing
 
 
 class _RefusedRequest(Exception):
