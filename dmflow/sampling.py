@@ -20,12 +20,10 @@ import hashlib
 import math
 from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
-SampleMode = Literal["spread", "in_order"]
 
 DOCUMENT_KEYS = (
     "doc_id",

@@ -16,9 +16,9 @@ class BatchesInFlight(Generic[T]):
     is set (the cap is met), `add` and `drain` stop waiting and cancel what runs: its
     answers could not be recorded, and every further request would be paid for nothing."""
 
-    def __init__(self, size: int, enough: asyncio.Event | None = None) -> None:
+    def __init__(self, size: int) -> None:
         self.size = max(1, size)
-        self.enough = enough or asyncio.Event()
+        self.enough = asyncio.Event()
         self._running: set[asyncio.Task[T]] = set()
 
     async def add(self, work: Coroutine[Any, Any, T]) -> list[T]:
