@@ -63,6 +63,9 @@ class Recovery(BaseModel):
 class SweepReport(BaseModel):
     """What one pass of the recovery sweep did, by run id."""
 
+    seen: int = 0
+    """Runs it looked at."""
+
     reconciled: list[UUID] = Field(default_factory=list)
     """Active runs found dead and marked failed in their phase."""
     recovered: list[UUID] = Field(default_factory=list)

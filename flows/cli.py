@@ -29,6 +29,7 @@ from dmflow.db.migrations import apply_migrations, discover, pending
 from dmflow.errors import ConfigurationError, DatabaseUnavailable, DmflowError
 from dmflow.models import Recovery, TrainingRun
 from dmflow.params import RunParams
+from dmflow.prefect_ui import PrefectUI, prefect_ui, server_address, server_env_lines
 from dmflow.redaction import scrub
 from dmflow.run_ids import resolve_run, short
 from dmflow.status import RunStatus
@@ -127,6 +128,8 @@ def runs(
         out.print(escape(line), highlight=False)
 
 
+ENV_HINT = 'eval "$(dmflow server env)"'
+
 RunIdArgument = Annotated[
     str, typer.Argument(help="A run id, or a unique prefix of 6 or more characters.")
 ]
@@ -139,15 +142,15 @@ def _resolve(store: RunStore, run_id: str) -> TrainingRun:
         raise typer.BadParameter(str(exc), param_hint="RUN_ID") from None
 
 
-def _known_ui() -> str | None:
-    """The Prefect UI's address if one is known without starting anything."""
+def _known_ui() -> PrefectUI | None:
+    """The Prefect UI if one is known without starting anything."""
     api = os.environ.get("PREFECT_API_URL")
     if not api:
         from dmflow.database import embedded_prefect_server
 
         state = embedded_prefect_server(resources.settings()).running()
         api = state.api_url if state else None
-    return api.rstrip("/").removesuffix("/api") if api else None
+    return prefect_ui(server_address(api)) if api else None
 
 
 @app.command()
@@ -238,10 +241,10 @@ class _ProgressDisplay(threading.Thread):
             self.join(5)
 
 
-def _prefect_ui() -> str:
+def _prefect_ui() -> PrefectUI:
     """Point this process at a Prefect server before Prefect is imported: PREFECT_API_URL
     when set, else the data directory's embedded server (started once, then reused).
-    Returns the UI's base address."""
+    Returns its UI."""
     api = os.environ.get("PREFECT_API_URL")
     if not api:
         from dmflow.database import embedded_prefect_server
@@ -251,13 +254,13 @@ def _prefect_ui() -> str:
         api = server.ensure_running(on_start=lambda: err.print(starting)).api_url
         os.environ["PREFECT_API_URL"] = api
         os.environ["PREFECT_API_AUTH_STRING"] = server.auth_string()
-    return api.rstrip("/").removesuffix("/api")
+    return prefect_ui(server_address(api))
 
 
-def _print_flow_run(ui: str, state: Any) -> None:
+def _print_flow_run(ui: PrefectUI, state: Any) -> None:
     flow_run_id = state.state_details.flow_run_id
     if flow_run_id:
-        out.print(f"Prefect UI: {ui}/runs/flow-run/{flow_run_id}", highlight=False)
+        out.print(f"Prefect UI: {ui.flow_run(flow_run_id)}", highlight=False)
 
 
 class Interrupted(Exception):
@@ -464,10 +467,20 @@ def serve_deployments() -> None:
     """Serve every deployment (training-run, recover-training-run, recover-failed-runs
     every 15 minutes, delete-failed-run) from this process, against PREFECT_API_URL or
     the embedded Prefect server."""
-    out.print(f"Prefect UI: {_prefect_ui()}", highlight=False)
+    embedded = not os.environ.get("PREFECT_API_URL")
+    out.print(f"Prefect UI: {_prefect_ui().deployments()}", highlight=False)
+    if embedded:
+        out.print(f"prefect CLI: {ENV_HINT} in another shell first", highlight=False)
     from flows.serve import serve_all
 
     serve_all()
+    # Prefect pauses served schedules when serving stops: with nothing to run them, an
+    # active schedule would pile up late runs that all start at the next `dmflow serve`.
+    err.print(
+        "stopped serving: the deployments are paused, and their schedules (the "
+        "recover-failed-runs sweep) wait until `dmflow serve` runs again",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -520,14 +533,31 @@ def server_status() -> None:
     if prefect is None:
         out.print("prefect   stopped (the next run, recover or demo starts it)")
     else:
+        pages = prefect_ui(prefect.ui_url).pages
         out.print(
-            f"prefect   {prefect.ui_url}  pid {prefect.pid}, database {prefect.database}",
+            f"prefect   {pages}  pid {prefect.pid}, database {prefect.database}",
             highlight=False,
         )
+        out.print(f"          API {prefect.api_url}", highlight=False)
         out.print(
             f"          UI login: the string in {escape(str(prefect_server.auth_file))}",
             highlight=False,
         )
+        out.print(f"          prefect CLI: {ENV_HINT}", highlight=False)
+
+
+@server_app.command("env")
+def server_env() -> None:
+    """Print the shell lines that point the `prefect` CLI and Python at the data
+    directory's Prefect server (started if it is not running):
+    eval "$(dmflow server env)"."""
+    from dmflow.database import embedded_prefect_server
+
+    server = embedded_prefect_server(resources.settings())
+    starting = "starting the embedded Prefect server (once; later commands reuse it)"
+    state = server.ensure_running(on_start=lambda: err.print(starting))
+    for line in server_env_lines(state.api_url, server.auth_file):
+        print(line)
 
 
 @server_app.command("stop")

@@ -1,15 +1,24 @@
 """Flow run names people can tell apart in the Prefect UI: a run's short id and the
 attempt for its phases (a Retry shows `generate-3f2a91c4-a0` failed, then
-`generate-3f2a91c4-a1` completed), and the dataset's name, not its full path."""
+`generate-3f2a91c4-a1` completed), and the dataset's name, not its full path.
+
+A parent flow run started from a deployment keeps the name Prefect gave it: that name
+is what `prefect deployment run` printed and what a script searches for. It is found
+by its tags instead, `run:<short id>` and `dataset:<name>`, which every parent gets."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import PurePosixPath
 from typing import Any
 
-from prefect.runtime import flow_run
+from prefect.client.orchestration import get_client
+from prefect.runtime import deployment, flow_run
 
+from dmflow.models import TrainingRun
 from dmflow.run_ids import short
+
+logger = logging.getLogger("dmflow.names")
 
 
 def _parameters() -> dict[str, Any]:
@@ -41,4 +50,24 @@ def recovery_name() -> str:
 
 
 def training_run_name() -> str:
+    named = flow_run.name
+    if deployment.id is not None and named:
+        return str(named)
     return f"training-run-{dataset_name(str(_parameters()['dataset']))}"
+
+
+async def label_parent_flow_run(run: TrainingRun) -> None:
+    """Once the parent knows its run: the tags that find it, and, unless Prefect named it
+    for a deployment, a name with the run's short id (`training-run-docs-3f2a91c4`)."""
+    flow_run_id = flow_run.id
+    if not flow_run_id:
+        return
+    tags = {*flow_run.tags, f"run:{short(run.id)}", f"dataset:{dataset_name(run.dataset)}"}
+    name = None
+    if deployment.id is None:
+        name = f"training-run-{dataset_name(run.dataset)}-{short(run.id)}"
+    try:
+        async with get_client() as client:
+            await client.update_flow_run(flow_run_id, name=name, tags=sorted(tags))
+    except Exception as exc:  # a label must never fail the run
+        logger.warning("could not name flow run %s: %s", flow_run_id, exc)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from uuid import UUID
 
+from prefect import get_run_logger
 from prefect.runtime import flow_run as current_flow_run
 
 from dmflow.driver import enter_phase
@@ -13,7 +14,7 @@ from dmflow.models import TrainingRun
 from dmflow.status import Phase, RunStatus
 from flows.events import flow_store
 from flows.generation import generate_training_data
-from flows.summary import publish_summary
+from flows.summary import progress_line, publish_summary
 from flows.training import train_deep_memory
 
 SUMMARY_ON_FAILURE_TIMEOUT_S = 2.0
@@ -48,12 +49,14 @@ async def run_phases(
                 run = await train_deep_memory(
                     run.id, attempt=run.attempt, driver=driver, preflight=not preflighted
                 )
+            get_run_logger().info("%s", progress_line(run))
             await publish_summary(run)
     except BaseException:
         # The failed phase's hook has recorded how it failed: show it on this flow run
-        # too, in bounded time (a signal's exit waits for it).
+        # too (the log line says how to resume), in bounded time (a signal's exit waits).
         with contextlib.suppress(BaseException):
             failed = await asyncio.to_thread(flow_store().get_run, run.id)
+            get_run_logger().error("%s", progress_line(failed))
             await asyncio.wait_for(publish_summary(failed), SUMMARY_ON_FAILURE_TIMEOUT_S)
         raise
     return run

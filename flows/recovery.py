@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.deployments import run_deployment
 from prefect.runtime import deployment as current_deployment
+from pydantic import Field
 
 from dmflow import lifecycle, resources
 from dmflow.driver import run_liveness
@@ -24,6 +26,7 @@ from dmflow.lifecycle import SweepAction
 from dmflow.models import Recovery, SweepReport, TrainingRun
 from dmflow.settings import Settings
 from dmflow.store.base import RunStore
+from dmflow.sweep_report import sweep_line, sweep_markdown
 from flows.deployment_table import RECOVER_TRAINING_RUN
 from flows.events import flow_store
 from flows.hooks import parent_failure_hook
@@ -105,14 +108,35 @@ async def _recover(run: TrainingRun, report: SweepReport) -> None:
 
 
 @flow(name="recover-failed-runs")
-async def recover_failed_runs(limit: int = 200) -> SweepReport:
+async def recover_failed_runs(limit: Annotated[int, Field(ge=1)] = 200) -> SweepReport:
     """The sweep: mark dead runs failed, recover failed runs within the attempt budget
-    with exponential backoff, and report the runs left for a person."""
-    logger = get_run_logger()
+    (DMFLOW_RECOVERY_ATTEMPT_BUDGET) once their backoff (DMFLOW_RECOVERY_BACKOFF_S x
+    2^attempt) has passed, and report the runs left for a person.
+
+    Args:
+        limit: How many runs it checks, the newest first.
+    """
     settings = resources.settings()
-    store = flow_store()
+    report = await _sweep(flow_store(), limit, settings)
+    logger = get_run_logger()
+    logger.info("%s", sweep_line(report, limit, settings))
+    try:
+        await acreate_markdown_artifact(
+            markdown=sweep_markdown(report, limit, settings),
+            key="recovery-sweep",
+            description=f"Recovery sweep: {report.seen} runs checked",
+        )
+    except Exception as exc:  # what it did is done and logged; the card is extra
+        logger.warning("could not publish the sweep's artifact: %s", exc)
+    return report
+
+
+async def _sweep(store: RunStore, limit: int, settings: Settings) -> SweepReport:
+    logger = get_run_logger()
     report = SweepReport()
-    for run in store.list_runs(limit=limit):
+    runs = store.list_runs(limit=limit)
+    report.seen = len(runs)
+    for run in runs:
         if not run.status.is_active:
             continue
         verdict = run_liveness(run, settings)

@@ -8,6 +8,7 @@ from typing import Any
 from prefect import Flow, serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
+from prefect.types.entrypoint import EntrypointType
 
 from flows.deployment_table import DEPLOYMENTS, TAGS, Deployment
 
@@ -33,6 +34,9 @@ def runner_deployment(deployment: Deployment) -> RunnerDeployment:
         cron=deployment.cron,
         concurrency_limit=limit,
         tags=list(TAGS),
+        # `flows.training_run.training_run`, wherever `dmflow serve` was started: a file
+        # path would be relative to that directory (`../../srv/dmflow/flows/...`).
+        entrypoint_type=EntrypointType.MODULE_PATH,
     )
     # to_deployment() hands back a coroutine only inside an event loop; this is sync.
     assert isinstance(built, RunnerDeployment)

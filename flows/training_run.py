@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from typing import Literal
-from uuid import UUID
 
 from prefect import flow, get_run_logger
 
@@ -20,12 +19,22 @@ from dmflow import lifecycle, resources
 from dmflow.chunks import check_usable
 from dmflow.dataset_names import canonical_dataset
 from dmflow.models import TrainingRun
-from dmflow.params import RunParams
+from dmflow.params import (
+    BatchSize,
+    MaxPairs,
+    OptionalIntervals,
+    OptionalText,
+    OptionalUser,
+    QuestionsPerChunk,
+    RunParams,
+    Seconds,
+    documented_parameters,
+)
 from dmflow.training.factory import build_trainer
 from flows.events import flow_store
 from flows.hooks import parent_failure_hook
 from flows.interruption import signals_cancel
-from flows.names import training_run_name
+from flows.names import label_parent_flow_run, training_run_name
 from flows.phases import current_flow_run_id, run_phases
 
 
@@ -48,23 +57,27 @@ async def preflight(dataset: str, params: RunParams) -> RunParams:
     on_crashed=[parent_failure_hook],
     on_cancellation=[parent_failure_hook],
 )
+@documented_parameters(
+    dataset="The DeepLake dataset: a local path or hub://org/name.",
+    user_id="Who the run is for (optional; stored on the run).",
+)
 async def training_run(
     dataset: str,
-    user_id: UUID | None = None,
+    user_id: OptionalUser = None,
     generator: Literal["local", "openai"] = "local",
-    model: str | None = None,
-    questions_per_chunk: int = 4,
+    model: OptionalText = None,
+    questions_per_chunk: QuestionsPerChunk = 4,
     prompt: Literal["list", "one_question"] = "list",
-    max_pairs: int = 5000,
+    max_pairs: MaxPairs = 5000,
     sample: Literal["spread", "in_order"] = "spread",
     sample_seed: int = 7,
-    batch_size: int = 64,
+    batch_size: BatchSize = 64,
     train: bool = True,
     trainer: Literal["local", "managed"] = "local",
-    embedder: str | None = None,
+    embedder: OptionalText = None,
     include_previous_runs: bool = False,
-    poll_intervals_s: list[float] | None = None,
-    training_timeout_s: float = 6 * 3600,
+    poll_intervals_s: OptionalIntervals = None,
+    training_timeout_s: Seconds = 6 * 3600,
 ) -> TrainingRun:
     """Generate question/chunk pairs for a DeepLake dataset, then train Deep Memory."""
     with signals_cancel(asyncio.current_task()):  # a SIGTERM ends it, every time
@@ -91,6 +104,7 @@ async def training_run(
             logger.info("resuming training run %s at %s", run.id, run.status.value)
             run = lifecycle.reopen_failed_phase(store, run)
             preflighted = False
+        await label_parent_flow_run(run)
         phases = lifecycle.phases_to_do(run, params.train)
         run = await run_phases(run, phases, preflighted=preflighted)
         logger.info("training run %s is %s", run.id, run.status.value)

@@ -13,6 +13,7 @@ from rich.text import Text
 from dmflow.coverage import coverage_line, held_out_line
 from dmflow.driver import run_liveness
 from dmflow.models import TrainingRun
+from dmflow.prefect_ui import PrefectUI
 from dmflow.run_ids import short
 from dmflow.settings import Settings
 from dmflow.status import RunStatus
@@ -130,7 +131,7 @@ def _usage_line(usage: dict[str, Any]) -> str | None:
 
 
 def run_card(
-    run: TrainingRun, ui: str | None, now: datetime | None = None, dead: str | None = None
+    run: TrainingRun, ui: PrefectUI | None, now: datetime | None = None, dead: str | None = None
 ) -> Group:
     """One run for a person: where it stands, what it made, what it cost, what to do.
     `dead`: why nothing drives the run any more, when its driver is gone."""
@@ -168,6 +169,6 @@ def run_card(
     if recall := recall_table(run.metrics or {}, box=None, padding=(0, 2, 0, 0)):
         parts += [Text(""), recall]
     if ui and run.flow_run_id:  # a line of its own, never folded: it is copied whole
-        address = f"{ui}/runs/flow-run/{run.flow_run_id}"
+        address = ui.flow_run(run.flow_run_id)
         parts += [Text(""), Text(f"Prefect UI: {address}", no_wrap=True, overflow="ignore")]
     return Group(*parts)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -15,8 +17,11 @@ import pytest
 
 from dmflow.db.migrations import discover
 from dmflow.store.postgres import PostgresRunStore
-from tests.fixtures.cli import CliRunner, clean_env
+from dmflow.testing.served import dmflow_serve
+from tests.fixtures.cli import DMFLOW, CliRunner, clean_env
 from tests.fixtures.postgres import Database
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_migrate_applies_pending_then_has_nothing_to_do(
@@ -169,7 +174,9 @@ def test_the_embedded_prefect_server_is_started_once_reused_and_stopped(
     assert first.returncode == 0, first.stderr[-3000:]
     assert "starting the embedded Prefect server" in first.stderr
     [address] = [line for line in first.stdout.splitlines() if line.startswith("Prefect UI: ")]
-    assert address.startswith("Prefect UI: http://127.0.0.1:") and "/runs/flow-run/" in address
+    # The current UI's page (`/v2`, where Prefect 3 logs in and comes back), not the old
+    # UI's, which shows "Page not found" before login.
+    assert address.startswith("Prefect UI: http://127.0.0.1:") and "/v2/runs/flow-run/" in address
     state = json.loads((tmp_path / "prefect" / "server.json").read_text())
     assert os.getsid(state["pid"]) != os.getsid(0)  # its own session: Ctrl-C never reaches it
     assert oct((tmp_path / "prefect").stat().st_mode & 0o777) == "0o700"
@@ -182,13 +189,55 @@ def test_the_embedded_prefect_server_is_started_once_reused_and_stopped(
 
     status = dmflow("server", "status", env=env).stdout
     assert f"pid {state['pid']}" in status and "database sqlite" in status
+    assert f"API http://127.0.0.1:{state['port']}/api" in status
+    assert 'eval "$(dmflow server env)"' in status
     run_id = json.loads(dmflow("runs", "--json", env=env).stdout)[0]["id"]
     again = dmflow("recover", run_id, env=env, timeout=300)  # trains it, on the same server
     assert again.returncode == 0, again.stderr[-3000:]
     assert "starting the embedded Prefect server" not in again.stderr
     assert json.loads((tmp_path / "prefect" / "server.json").read_text())["pid"] == state["pid"]
 
+    _prefect_cli_from_a_fresh_shell(env, tmp_path, auth_file.read_text().strip())
+
     stopped = dmflow("server", "stop", env=env)
     assert stopped.returncode == 0 and "prefect   stopped" in stopped.stdout
     with pytest.raises(ProcessLookupError):
         os.kill(state["pid"], 0)
+
+
+def _prefect_cli_from_a_fresh_shell(env: dict[str, str], tmp_path: Path, secret: str) -> None:
+    """A script in a new shell: `eval "$(dmflow server env)"`, then the prefect CLI runs a
+    deployment that `dmflow serve` serves from the embedded server. The secret is read
+    from its file when the line runs: it is never printed."""
+    lines = subprocess.run(
+        [DMFLOW, "server", "env"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert secret not in lines and "export PREFECT_API_URL=http://127.0.0.1:" in lines
+    fresh = {
+        "PATH": f"{Path(DMFLOW).parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path / "home"),
+        "DMFLOW_DATA_DIR": env["DMFLOW_DATA_DIR"],
+        "DMFLOW_DATABASE_URL": env["DMFLOW_DATABASE_URL"],
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    script = (
+        'eval "$(dmflow server env)" && '
+        "prefect deployment run recover-failed-runs/recover-failed-runs --watch"
+    )
+    with dmflow_serve(env, tmp_path / "serve.log", ROOT) as serving:
+        deadline = time.monotonic() + 90
+        while True:  # the served deployments appear a few seconds after the start
+            ran = subprocess.run(
+                ["bash", "-c", script], env=fresh, capture_output=True, text=True, timeout=180
+            )
+            if "not found" not in (ran.stdout + ran.stderr).lower():
+                break
+            assert time.monotonic() < deadline, ran.stdout + ran.stderr
+            time.sleep(1)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "Completed" in ran.stdout
+        serving.send_signal(signal.SIGINT)  # a terminal's Ctrl-C
+        serving.wait(30)
+    said = (tmp_path / "serve.log").read_text()
+    assert 'prefect CLI: eval "$(dmflow server env)"' in said
+    assert "the deployments are paused" in said and "`dmflow serve` runs again" in said

@@ -12,8 +12,10 @@ from dmflow.chunks import DeepLakeChunkSource
 from dmflow.errors import ConcurrentUpdate, RunStillActive
 from dmflow.generation.local import LocalQuestionGenerator
 from dmflow.models import Recovery, TrainingRun
+from dmflow.settings import Settings
 from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
+from dmflow.sweep_report import sweep_line
 from flows.generation import generate_training_data
 from flows.recovery import recover_failed_runs, recover_training_run
 from tests.fixtures.cli import CliRunner, clean_env
@@ -178,6 +180,32 @@ def test_the_sweep_reconciles_recovers_and_reports(
     assert store.get_run(exhausted.id).status is RunStatus.TRAINING_FAILED
     # the dead run's dataset does not exist: its recovery failed again, recorded by phase
     assert store.get_run(dead.id).status is RunStatus.GENERATING_FAILED
+    # What it checked is on its flow run, found or not: a quiet sweep is not a broken one.
+    assert report.seen == 3
+    card = asyncio.run(latest_artifact("recovery-sweep"))
+    assert "Checked 3 runs (the newest 200 at most)" in card
+    assert "| over the attempt budget, left for a person | 1 |" in card
+
+
+def test_a_sweep_that_finds_nothing_says_what_it_checked(flow_env: dict[str, str]) -> None:
+    report = asyncio.run(recover_failed_runs(limit=5))
+    line = sweep_line(report, 5, Settings())
+    assert line.startswith("checked 0 runs (the newest 5 at most): 0 dead")
+    assert "Checked 0 runs" in asyncio.run(latest_artifact("recovery-sweep"))
+
+
+async def latest_artifact(key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async with get_client() as client:
+        [latest] = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    return str(latest.data)
 
 
 def test_cli_recover_and_delete(

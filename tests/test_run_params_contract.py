@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from dmflow.params import RunParams
 from flows.cli import app
+from flows.recovery import recover_failed_runs
 from flows.training_run import training_run
 
 FIELDS = RunParams.model_fields
@@ -32,6 +33,26 @@ def test_the_flow_parameter_schema_shows_every_run_param() -> None:
     schema = training_run.parameters.model_dump()
     assert set(FIELDS) | NOT_RUN_PARAMS == set(schema["properties"])
     assert schema["required"] == ["dataset"]
+
+
+def test_the_deployment_form_has_each_fields_description_type_and_bounds() -> None:
+    """What the Prefect UI's form shows comes from RunParams: no field without help, no
+    optional field the form can only show as "Property is type 'None'"."""
+    form = training_run.parameters.model_dump()["properties"]
+    declared = RunParams.model_json_schema()["properties"]
+    for name, field in form.items():
+        assert field.get("description"), f"{name} has no description in the form"
+        assert "anyOf" not in field and field.get("type"), f"{name} has no single type"
+        if name in declared:
+            assert field["description"] == " ".join(declared[name]["description"].split())
+            for bound in ("minimum", "maximum", "exclusiveMinimum"):
+                assert field.get(bound) == declared[name].get(bound), (name, bound)
+    assert (form["questions_per_chunk"]["minimum"], form["questions_per_chunk"]["maximum"]) == (
+        1,
+        10,
+    )
+    sweep = recover_failed_runs.parameters.model_dump()["properties"]["limit"]
+    assert sweep["description"] and sweep["minimum"] == 1
 
 
 def test_the_run_command_offers_every_run_param_with_its_default() -> None:

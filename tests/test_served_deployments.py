@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -14,7 +15,8 @@ from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import AwaitingRetry
 
 from dmflow.status import RunStatus
@@ -99,6 +101,20 @@ def test_every_deployment_runs_and_the_ui_retry_resumes_the_same_run(
     assert again.status is RunStatus.COMPLETED
     assert again.attempt == 1
     assert again.processed_chunks == len(sample_texts)
+    # The name the script was told is the name the UI shows; the run's tags find it. Its
+    # log said how to resume, with the progress, before the Retry.
+    printed = re.search(r"Created flow run '([^']+)'", failed.stdout)
+    assert printed, failed.stdout
+    parent = asyncio.run(read_flow_run(run.flow_run_id))
+    assert parent.name == printed[1]
+    assert {f"run:{str(run.id)[:8]}", "dataset:docs"} <= set(parent.tags)
+    logged = asyncio.run(log_lines(run.flow_run_id))
+    assert any(
+        f"run {str(run.id)[:8]} is generating_failed: 0/{len(sample_texts)} chunks" in line
+        and f"resume with `dmflow recover {str(run.id)[:8]}`" in line
+        for line in logged
+    ), logged
+    assert any(line.startswith(f"run {str(run.id)[:8]} is generated: ") for line in logged)
 
     # recover-training-run: a run left at `generated` is trained.
     waiting = copy_of(sample_dataset, tmp_path, "waiting")
@@ -138,3 +154,16 @@ async def deployment_of(flow_run_id: UUID) -> str | None:
         if flow_run.deployment_id is None:
             return None
         return (await client.read_deployment(flow_run.deployment_id)).name
+
+
+async def read_flow_run(flow_run_id: UUID) -> FlowRun:
+    async with get_client() as client:
+        return await client.read_flow_run(flow_run_id)
+
+
+async def log_lines(flow_run_id: UUID) -> list[str]:
+    async with get_client() as client:
+        logs = await client.read_logs(
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200
+        )
+    return [log.message for log in logs]

@@ -29,11 +29,15 @@ def test_a_whole_run_completes(
     assert run.flow_run_id is not None
     assert run.metrics is not None and run.metrics["after"]["recall@10"] > 0
 
-    # In the Prefect UI: the parent named by the dataset's name, its phases by the run's
-    # short id and attempt.
+    # In the Prefect UI: the parent named by the dataset and the run's short id, its
+    # phases by the run's short id and attempt.
     names = asyncio.run(_flow_run_names(run.flow_run_id))
     short = str(run.id)[:8]
-    assert names == {"training-run-sample", f"generate-{short}-a0", f"train-{short}-a0"}
+    assert names == {
+        f"training-run-sample-{short}",
+        f"generate-{short}-a0",
+        f"train-{short}-a0",
+    }
     # ...and the parent, the flow run people start and retry, carries the run's summary.
     [summary] = asyncio.run(_artifacts(f"training-run-{run.id}"))
     assert summary.flow_run_id == run.flow_run_id

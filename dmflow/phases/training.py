@@ -167,5 +167,11 @@ async def _complete(
     )
     before = metrics.get("before", {}).get("recall@10")
     after = metrics.get("after", {}).get("recall@10")
-    steps.log.info("run %s completed: recall@10 %s -> %s", run.id, before, after)
+    steps.log.info(
+        "run %s completed: recall@10 %s -> %s", run.id, _rounded(before), _rounded(after)
+    )
     return run
+
+
+def _rounded(recall: float | None) -> str:
+    return "n/a" if recall is None else f"{recall:.3f}"
