@@ -6,21 +6,38 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Self, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 # The types a field and the parent flow's argument share, so that the bounds reach the
-# Prefect UI's form. An optional one shows as its type there: the form has no input for
-# "null" ("Property is type 'None'"); left empty, it is not sent and the default applies.
+# Prefect UI's form.
 QuestionsPerChunk = Annotated[int, Field(ge=1, le=10)]
 MaxPairs = Annotated[int, Field(ge=1)]
 BatchSize = Annotated[int, Field(ge=1, le=1000)]
 Seconds = Annotated[float, Field(gt=0)]
-OptionalText = Annotated[str | None, WithJsonSchema({"type": "string"})]
-OptionalUser = Annotated[UUID | None, WithJsonSchema({"type": "string", "format": "uuid"})]
+
+
+def _blank_is_unset(value: object) -> object:
+    return None if value == "" or value == [] or value == () else value
+
+
+# An optional value shows in the form as its type with a blank default: with a null
+# default the form offers a "None" toggle ("Property is type 'None'") and sends null,
+# which the server's schema check refuses. A blank ("" or []) means the default.
+OptionalText = Annotated[
+    str | None, BeforeValidator(_blank_is_unset), WithJsonSchema({"type": "string"})
+]
+OptionalUser = Annotated[
+    UUID | None, BeforeValidator(_blank_is_unset), WithJsonSchema({"type": "string"})
+]
 OptionalIntervals = Annotated[
     list[float] | None,
+    BeforeValidator(_blank_is_unset),
     WithJsonSchema({"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}}),
 ]
+BLANK: Any = ""
+"""The parent flow's default for an optional text argument (the form's blank)."""
+NO_ITEMS: Any = ()
+"""The parent flow's default for an optional list argument."""
 
 
 class RunParams(BaseModel):

@@ -26,6 +26,7 @@ VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 
 class Browser:
     def __init__(self, ui: str, auth_string: str) -> None:
+        """`ui`: where the UI's pages live (`PrefectUI.pages`)."""
         self.ui = ui
         self.auth_string = auth_string
 

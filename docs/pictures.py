@@ -100,6 +100,7 @@ def main() -> None:
 
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"no {CHROMIUM}: apt install chromium")
+    from dmflow.prefect_ui import prefect_ui
     from dmflow.testing.llm_server import start_llm_server, valid_json
     from dmflow.testing.served import deployment_run, dmflow_serve
 
@@ -117,7 +118,7 @@ def main() -> None:
     try:
         dataset = data / "python-docs"
         dmflow(env, "sample", str(dataset))
-        ui = start_prefect(env)
+        ui = prefect_ui(start_prefect(env))
         with dmflow_serve(env, data / "serve.log", ROOT):
             params = (f"dataset={dataset}", "generator=openai", "questions_per_chunk=4")
             deployment_run(env, "training-run", *params, cwd=ROOT, appear_within_s=90)
@@ -125,8 +126,8 @@ def main() -> None:
             pause_sweep(env)
             print(f"generation failed at {failed['processed_chunks']} chunks: retrying in the UI")
             llm.script = valid_json  # the key works again
-            with Browser(ui, env["PREFECT_API_AUTH_STRING"]) as browser:
-                flow_run = f"{ui}/runs/flow-run/{failed['flow_run_id']}"
+            with Browser(ui.pages, env["PREFECT_API_AUTH_STRING"]) as browser:
+                flow_run = ui.flow_run(failed["flow_run_id"])
                 browser.retry(flow_run)
                 run = wait_for(env, "completed")
                 browser.graph(flow_run, IMAGES / "retry-graph.png")

@@ -468,10 +468,21 @@ def serve_deployments() -> None:
     every 15 minutes, delete-failed-run) from this process, against PREFECT_API_URL or
     the embedded Prefect server."""
     embedded = not os.environ.get("PREFECT_API_URL")
-    out.print(f"Prefect UI: {_prefect_ui().deployments()}", highlight=False)
-    if embedded:
-        out.print(f"prefect CLI: {ENV_HINT} in another shell first", highlight=False)
+    ui = _prefect_ui()
+    from flows.deployment_table import DEPLOYMENTS, TRAINING_RUN
     from flows.serve import serve_all
+
+    out.print("serving, until Ctrl-C:", highlight=False)
+    for deployment in DEPLOYMENTS:
+        when = f"  (cron {deployment.cron})" if deployment.cron else ""
+        out.print(f"  {deployment.full_name}{when}", highlight=False)
+    out.print(f"Prefect UI: {ui.deployments()}", highlight=False)
+    if embedded:
+        out.print(f"prefect CLI: {ENV_HINT} in another shell, then", highlight=False)
+    out.print(
+        f"  prefect deployment run {TRAINING_RUN.full_name} --param dataset=PATH --watch",
+        highlight=False,
+    )
 
     serve_all()
     # Prefect pauses served schedules when serving stops: with nothing to run them, an

@@ -50,8 +50,9 @@ RECOVER_FAILED_RUNS = Deployment(
     flow_name="recover-failed-runs",
     entrypoint="flows/recovery.py:recover_failed_runs",
     description=(
-        "Sweep: mark dead runs failed, start a recovery of each failed run within the "
-        "attempt budget."
+        "Sweep, every 15 minutes: mark dead runs failed; start a recovery of each failed "
+        "run once its backoff (DMFLOW_RECOVERY_BACKOFF_S x 2^attempt) has passed, up to "
+        "DMFLOW_RECOVERY_ATTEMPT_BUDGET attempts; log and show what it checked."
     ),
     cron="*/15 * * * *",
     # One sweep at a time; a sweep due while one still runs is dropped. It only starts

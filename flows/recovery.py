@@ -58,7 +58,11 @@ async def _take_over_if_dead(store: RunStore, run: TrainingRun, settings: Settin
     on_cancellation=[parent_failure_hook],
 )
 async def recover_training_run(run_id: UUID) -> Recovery:
-    """Resume a run at its phase: failed generation, failed training, or waiting to train."""
+    """Resume a run at its phase: failed generation, failed training, or waiting to train.
+
+    Args:
+        run_id: The run's id (`dmflow runs` lists them; the full id, not a prefix).
+    """
     with signals_cancel(asyncio.current_task()):  # a SIGTERM ends it, every time
         logger = get_run_logger()
         store = flow_store()
@@ -76,7 +80,11 @@ async def recover_training_run(run_id: UUID) -> Recovery:
 
 @flow(name="delete-failed-run", flow_run_name="delete-{run_id}")
 def delete_failed_run(run_id: UUID) -> TrainingRun:
-    """Delete a failed run with its pairs and chunk ledger; any other run is refused."""
+    """Delete a failed run with its pairs and chunk ledger; any other run is refused.
+
+    Args:
+        run_id: The failed run's id (the full id, not a prefix).
+    """
     deleted = flow_store().delete_failed_run(run_id)
     get_run_logger().info(
         "deleted run %s (%s, %d pairs)", deleted.id, deleted.status.value, deleted.pair_count

@@ -48,4 +48,6 @@ def deployments() -> list[RunnerDeployment]:
 
 
 def serve_all() -> None:
-    serve(*deployments())
+    # dmflow's CLI says what is served and how to reach it (Prefect's own message links
+    # the old UI and a `prefect` CLI that is not pointed at this server).
+    serve(*deployments(), print_starting_message=False)

@@ -20,6 +20,8 @@ from dmflow.chunks import check_usable
 from dmflow.dataset_names import canonical_dataset
 from dmflow.models import TrainingRun
 from dmflow.params import (
+    BLANK,
+    NO_ITEMS,
     BatchSize,
     MaxPairs,
     OptionalIntervals,
@@ -63,9 +65,9 @@ async def preflight(dataset: str, params: RunParams) -> RunParams:
 )
 async def training_run(
     dataset: str,
-    user_id: OptionalUser = None,
+    user_id: OptionalUser = BLANK,
     generator: Literal["local", "openai"] = "local",
-    model: OptionalText = None,
+    model: OptionalText = BLANK,
     questions_per_chunk: QuestionsPerChunk = 4,
     prompt: Literal["list", "one_question"] = "list",
     max_pairs: MaxPairs = 5000,
@@ -74,9 +76,9 @@ async def training_run(
     batch_size: BatchSize = 64,
     train: bool = True,
     trainer: Literal["local", "managed"] = "local",
-    embedder: OptionalText = None,
+    embedder: OptionalText = BLANK,
     include_previous_runs: bool = False,
-    poll_intervals_s: OptionalIntervals = None,
+    poll_intervals_s: OptionalIntervals = NO_ITEMS,
     training_timeout_s: Seconds = 6 * 3600,
 ) -> TrainingRun:
     """Generate question/chunk pairs for a DeepLake dataset, then train Deep Memory."""

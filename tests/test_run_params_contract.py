@@ -25,7 +25,9 @@ def test_the_flow_takes_every_run_param_with_its_default_and_type() -> None:
     offered = {name for name in signature.parameters if name not in NOT_RUN_PARAMS}
     assert offered == set(FIELDS)
     for name, field in FIELDS.items():
-        assert signature.parameters[name].default == field.default, name
+        # The flow's default means the field's default (a blank for an optional value).
+        given = RunParams.model_validate({name: signature.parameters[name].default})
+        assert getattr(given, name) == field.default, name
         assert hints[name] == field.annotation, name
 
 
@@ -51,6 +53,9 @@ def test_the_deployment_form_has_each_fields_description_type_and_bounds() -> No
         1,
         10,
     )
+    # A blank optional value is what the form sends when left empty: the default applies.
+    blank = {name: "" for name in ("model", "embedder")} | {"poll_intervals_s": []}
+    assert RunParams.model_validate(blank) == RunParams()
     sweep = recover_failed_runs.parameters.model_dump()["properties"]["limit"]
     assert sweep["description"] and sweep["minimum"] == 1
 

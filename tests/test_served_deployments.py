@@ -118,7 +118,9 @@ def test_every_deployment_runs_and_the_ui_retry_resumes_the_same_run(
 
     # recover-training-run: a run left at `generated` is trained.
     waiting = copy_of(sample_dataset, tmp_path, "waiting")
-    generated = deployment_run(served, "training-run", f"dataset={waiting}", "train=false")
+    # What the UI's form sends for the optional fields left empty: blanks, the defaults.
+    blanks = ("model=", "embedder=", "user_id=", "poll_intervals_s=[]")
+    generated = deployment_run(served, "training-run", f"dataset={waiting}", "train=false", *blanks)
     assert generated.returncode == 0, generated.stdout + generated.stderr
     [parked] = store.list_runs(dataset=waiting)
     assert parked.status is RunStatus.GENERATED
