@@ -83,7 +83,7 @@ def phase_failure_hook(phase: Phase) -> Hook:
     return hook
 
 
-def parent_failure_hook(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
+def mark_run_failed_in_its_phase(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
     """For the parent flows: fail the run they drive in the phase the database says it is
     in. A phase status written by a subflow's own hook is never overwritten."""
     store = flow_store()

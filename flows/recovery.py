@@ -29,7 +29,7 @@ from dmflow.store.base import RunStore
 from dmflow.sweep_report import sweep_line, sweep_markdown
 from flows.deployment_table import RECOVER_TRAINING_RUN
 from flows.events import flow_store
-from flows.hooks import parent_failure_hook
+from flows.hooks import mark_run_failed_in_its_phase
 from flows.interruption import signals_cancel
 from flows.liveness import fail_dead_run
 from flows.names import recovery_name
@@ -53,9 +53,9 @@ async def _take_over_if_dead(store: RunStore, run: TrainingRun, settings: Settin
 @flow(
     name="recover-training-run",
     flow_run_name=recovery_name,
-    on_failure=[parent_failure_hook],
-    on_crashed=[parent_failure_hook],
-    on_cancellation=[parent_failure_hook],
+    on_failure=[mark_run_failed_in_its_phase],
+    on_crashed=[mark_run_failed_in_its_phase],
+    on_cancellation=[mark_run_failed_in_its_phase],
 )
 async def recover_training_run(run_id: UUID) -> Recovery:
     """Resume a run at its phase: failed generation, failed training, or waiting to train.

@@ -34,7 +34,7 @@ from dmflow.params import (
 )
 from dmflow.training.factory import build_trainer
 from flows.events import flow_store
-from flows.hooks import parent_failure_hook
+from flows.hooks import mark_run_failed_in_its_phase
 from flows.interruption import signals_cancel
 from flows.names import label_parent_flow_run, training_run_name
 from flows.phases import current_flow_run_id, run_phases
@@ -55,9 +55,9 @@ async def preflight(dataset: str, params: RunParams) -> RunParams:
 @flow(
     name="training-run",
     flow_run_name=training_run_name,
-    on_failure=[parent_failure_hook],
-    on_crashed=[parent_failure_hook],
-    on_cancellation=[parent_failure_hook],
+    on_failure=[mark_run_failed_in_its_phase],
+    on_crashed=[mark_run_failed_in_its_phase],
+    on_cancellation=[mark_run_failed_in_its_phase],
 )
 @documented_parameters(
     dataset="The DeepLake dataset: a local path or hub://org/name.",
