@@ -57,14 +57,15 @@ def training_run_name() -> str:
 
 
 async def label_parent_flow_run(run: TrainingRun) -> None:
-    """Once the parent knows its run: the tags that find it, and, unless Prefect named it
-    for a deployment, a name with the run's short id (`training-run-docs-3f2a91c4`)."""
+    """Once a parent (training-run, recover-training-run) knows its run: the tags that
+    find it, and for a training-run that Prefect did not name for a deployment, a name
+    with the run's short id (`training-run-docs-3f2a91c4`)."""
     flow_run_id = flow_run.id
     if not flow_run_id:
         return
     tags = {*flow_run.tags, f"run:{short(run.id)}", f"dataset:{dataset_name(run.dataset)}"}
     name = None
-    if deployment.id is None:
+    if deployment.id is None and flow_run.flow_name == "training-run":
         name = f"training-run-{dataset_name(run.dataset)}-{short(run.id)}"
     try:
         async with get_client() as client:

@@ -14,6 +14,7 @@ from dmflow.models import TrainingRun
 from dmflow.status import Phase, RunStatus
 from flows.events import flow_store
 from flows.generation import generate_training_data
+from flows.names import label_parent_flow_run
 from flows.summary import progress_line, publish_summary
 from flows.training import train_deep_memory
 
@@ -40,6 +41,9 @@ async def run_phases(
             attempt=run.attempt,
             flow_run_id=driver,
         )
+    # Only now, with the lease taken: a kill -9 during this call leaves a run its
+    # driver's death makes recoverable at once.
+    await label_parent_flow_run(run)
     await publish_summary(run)
     try:
         for phase in phases:

@@ -36,7 +36,7 @@ from dmflow.training.factory import build_trainer
 from flows.events import flow_store
 from flows.hooks import mark_run_failed_in_its_phase
 from flows.interruption import signals_cancel
-from flows.names import label_parent_flow_run, training_run_name
+from flows.names import training_run_name
 from flows.phases import current_flow_run_id, run_phases
 
 
@@ -106,7 +106,6 @@ async def training_run(
             logger.info("resuming training run %s at %s", run.id, run.status.value)
             run = lifecycle.reopen_failed_phase(store, run)
             preflighted = False
-        await label_parent_flow_run(run)
         phases = lifecycle.phases_to_do(run, params.train)
         run = await run_phases(run, phases, preflighted=preflighted)
         logger.info("training run %s is %s", run.id, run.status.value)

@@ -74,6 +74,8 @@ def test_an_endpoint_echoing_the_key_leaves_it_nowhere(
     )
     env.pop("PREFECT_API_URL", None)
     env.pop("PREFECT_HOME", None)
+    # The run starts the data directory's Prefect server: it must not outlive the test.
+    request.addfinalizer(lambda: dmflow("server", "stop", env=env))
     result = dmflow(
         "run", sample_dataset, "--generator", "openai", "--no-train", env=env, timeout=300
     )
