@@ -18,7 +18,7 @@ import pytest
 from dmflow.db.migrations import discover
 from dmflow.store.postgres import PostgresRunStore
 from dmflow.testing.served import dmflow_serve
-from tests.fixtures.cli import DMFLOW, CliRunner, clean_env
+from tests.fixtures.cli import DMFLOW, CliRunner, clean_env, embedded_prefect_env
 from tests.fixtures.postgres import Database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,11 +164,7 @@ def test_the_embedded_prefect_server_is_started_once_reused_and_stopped(
     dmflow: CliRunner, db: Database, sample_dataset: str, tmp_path: Path
 ) -> None:
     # No PREFECT_API_URL: dmflow starts a server of its own for the data directory.
-    env = {
-        k: v
-        for k, v in clean_env(DMFLOW_DATABASE_URL=db.url, DMFLOW_DATA_DIR=str(tmp_path)).items()
-        if k != "PREFECT_API_URL"
-    }
+    env = embedded_prefect_env(DMFLOW_DATABASE_URL=db.url, DMFLOW_DATA_DIR=str(tmp_path))
     assert "stopped" in dmflow("server", "status", env=env).stdout
     first = dmflow("run", sample_dataset, "--no-train", "--max-pairs", "20", env=env, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.cli import CliRunner, clean_env
+from tests.fixtures.cli import CliRunner, embedded_prefect_env
 from tests.fixtures.postgres import Database
 
 CHROMIUM = "/usr/bin/chromium"
@@ -29,11 +29,7 @@ def test_the_printed_link_logs_in_and_shows_the_run_with_one_current_summary(
 
     from docs.browser import CHROMIUM_FLAGS
 
-    env = {
-        k: v
-        for k, v in clean_env(DMFLOW_DATABASE_URL=db.url, DMFLOW_DATA_DIR=str(tmp_path)).items()
-        if not k.startswith("PREFECT_")
-    }
+    env = embedded_prefect_env(DMFLOW_DATABASE_URL=db.url, DMFLOW_DATA_DIR=str(tmp_path))
     try:
         ran = dmflow("run", sample_dataset, "--no-train", "--max-pairs", "20", env=env, timeout=300)
         assert ran.returncode == 0, ran.stderr[-3000:]
