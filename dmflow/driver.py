@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from dmflow import lifecycle
@@ -46,6 +48,25 @@ def enter_phase(
         run_id,
         phase,
         attempt=attempt,
+        flow_run_id=flow_run_id,
+        lease=Driver.current().as_lease(),
+    )
+
+
+def create_leased_run(
+    store: RunStore,
+    dataset: str,
+    *,
+    user_id: UUID | None,
+    params: Mapping[str, Any],
+    flow_run_id: UUID | None,
+) -> TrainingRun:
+    """`RunStore.create_run` leased to this process from its first moment: a kill -9
+    right after leaves a run whose driver is known gone, recoverable at once."""
+    return store.create_run(
+        dataset,
+        user_id=user_id,
+        params=params,
         flow_run_id=flow_run_id,
         lease=Driver.current().as_lease(),
     )

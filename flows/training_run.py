@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger
 from dmflow import lifecycle, resources
 from dmflow.chunks import check_usable
 from dmflow.dataset_names import canonical_dataset
+from dmflow.driver import create_leased_run
 from dmflow.models import TrainingRun
 from dmflow.params import (
     BLANK,
@@ -94,7 +95,8 @@ async def training_run(
             await asyncio.to_thread(check_usable, dataset, resources.settings())
             if params.train:
                 params = await preflight(dataset, params)
-            run = store.create_run(
+            run = create_leased_run(
+                store,
                 dataset,
                 user_id=user_id,
                 params=params.model_dump(mode="json", exclude_none=True),

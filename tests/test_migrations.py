@@ -11,9 +11,16 @@ from dmflow.db.migrations import apply_migrations, discover
 from tests.fixtures.concurrency import at_once
 from tests.fixtures.postgres import Database
 
-BASELINE, PHASE_STATUSES, LIFECYCLE, DRIVER_LEASE, OWNER_ONLY_READS, USAGE_ONCE, ENTER_PHASE = (
-    m.version for m in discover()
-)
+(
+    BASELINE,
+    PHASE_STATUSES,
+    LIFECYCLE,
+    DRIVER_LEASE,
+    OWNER_ONLY_READS,
+    USAGE_ONCE,
+    ENTER_PHASE,
+    CREATE_LEASED_RUN,
+) = (m.version for m in discover())
 SIX_STATUSES = {
     "generating",
     "generated",
@@ -161,6 +168,7 @@ def test_two_unfinished_runs_of_one_dataset_stop_the_migration(supabase_like_db:
         OWNER_ONLY_READS,
         USAGE_ONCE,
         ENTER_PHASE,
+        CREATE_LEASED_RUN,
     ]
 
 

@@ -57,6 +57,21 @@ def test_entering_generation_leases_the_run_to_the_process(any_store: RunStore) 
     assert entered.heartbeat_at is not None
 
 
+def test_a_run_created_with_a_lease_is_never_unclaimed(any_store: RunStore) -> None:
+    """One transaction: a kill -9 right after the create leaves a run whose driver is known
+    (and known gone), never a generating run that no process claims."""
+    driver = uuid.uuid4()
+    created = any_store.create_run("ds", flow_run_id=driver, lease=LEASE)
+    assert created.status is RunStatus.GENERATING
+    assert (created.driver_host, created.driver_pid) == ("worker-1", 4242)
+    # The same flow run asking again (a Retry) gets that run back, still its own.
+    again = any_store.create_run("ds", flow_run_id=driver, lease=("worker-2", 7, None))
+    assert again.id == created.id and again.driver_host == "worker-2"
+    failed = any_store.transition(again, RunStatus.GENERATING_FAILED)
+    back = any_store.create_run("ds", flow_run_id=driver, lease=LEASE)
+    assert back.id == failed.id and back.status is RunStatus.GENERATING_FAILED
+
+
 def test_a_newer_attempt_or_another_driver_is_refused(any_store: RunStore) -> None:
     driver = uuid.uuid4()
     run = any_store.create_run("ds", flow_run_id=driver)

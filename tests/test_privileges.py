@@ -131,6 +131,7 @@ def test_api_roles_cannot_write(
         "select dmflow_delete_failed_run(gen_random_uuid())",
         "select dmflow_claim_run(gen_random_uuid(), 0, 'host', 1, now())",
         "select dmflow_enter_phase(gen_random_uuid(), 'generation', 0, null, 'h', 1, now())",
+        "select dmflow_create_leased_run('x', null, '{}', null, 'h', 1, now())",
     ],
 )
 @pytest.mark.parametrize("role", ["anon", "authenticated"])

@@ -31,10 +31,13 @@ class RunStore(Protocol):
         user_id: UUID | None = None,
         params: Mapping[str, Any] | None = None,
         flow_run_id: UUID | None = None,
+        lease: tuple[str, int, datetime | None] | None = None,
     ) -> TrainingRun:
         """Start a run at `generating`; `RunBlocked` if the dataset has an unfinished run.
 
-        The same `flow_run_id` asking again gets its existing run back.
+        The same `flow_run_id` asking again gets its existing run back. With a `lease`
+        (host, pid, start time), the new run is leased to that process in the same
+        transaction: no moment exists where it is generating and claimed by nobody.
         """
         ...
 

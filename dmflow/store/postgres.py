@@ -87,7 +87,13 @@ class PostgresRunStore:
         user_id: UUID | None = None,
         params: Mapping[str, Any] | None = None,
         flow_run_id: UUID | None = None,
+        lease: tuple[str, int, datetime | None] | None = None,
     ) -> TrainingRun:
+        if lease is not None:
+            return self._one(
+                "select * from public.dmflow_create_leased_run(%s, %s, %s, %s, %s, %s, %s)",
+                (dataset, user_id, Jsonb(dict(params or {})), flow_run_id, *lease),
+            )
         return self._one(
             "select * from public.dmflow_create_run(%s, %s, %s, %s)",
             (dataset, user_id, Jsonb(dict(params or {})), flow_run_id),

@@ -63,16 +63,23 @@ class SupabaseRunStore:
         user_id: UUID | None = None,
         params: Mapping[str, Any] | None = None,
         flow_run_id: UUID | None = None,
+        lease: tuple[str, int, datetime | None] | None = None,
     ) -> TrainingRun:
-        return self._rpc(
-            "dmflow_create_run",
-            {
-                "p_dataset": dataset,
-                "p_user_id": _uuid(user_id),
-                "p_params": dict(params or {}),
-                "p_flow_run_id": _uuid(flow_run_id),
-            },
-        )
+        arguments: dict[str, Any] = {
+            "p_dataset": dataset,
+            "p_user_id": _uuid(user_id),
+            "p_params": dict(params or {}),
+            "p_flow_run_id": _uuid(flow_run_id),
+        }
+        if lease is None:
+            return self._rpc("dmflow_create_run", arguments)
+        host, pid, started_at = lease
+        arguments |= {
+            "p_host": host,
+            "p_pid": pid,
+            "p_started_at": started_at.isoformat() if started_at else None,
+        }
+        return self._rpc("dmflow_create_leased_run", arguments)
 
     def get_run(self, run_id: UUID) -> TrainingRun:
         rows = self._call(
