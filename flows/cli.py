@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -35,7 +35,17 @@ from dmflow.run_ids import resolve_run, short
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
 from dmflow.store.postgres import check_reachable
-from flows.views import dead_runs_note, recall_table, run_card, runs_table, why_dead
+from flows.views import (
+    chunks_done,
+    dead_runs_note,
+    recall_table,
+    run_card,
+    runs_table,
+    why_dead,
+)
+
+if TYPE_CHECKING:
+    from dmflow.prefect_server import EmbeddedPrefectServer, ServerState
 
 # Prefect reads these once, when first imported (inside the commands below): no
 # analytics. The commands point it at a server first (`_prefect_ui`).
@@ -68,14 +78,6 @@ def _dump(runs: list[TrainingRun] | TrainingRun) -> str:
     if isinstance(runs, TrainingRun):
         return json.dumps(runs.model_dump(mode="json"), indent=2)
     return json.dumps([run.model_dump(mode="json") for run in runs], indent=2)
-
-
-def _progress(run: TrainingRun) -> str:
-    return (
-        f"{run.processed_chunks}/{run.total_chunks}"
-        if run.total_chunks
-        else str(run.processed_chunks)
-    )
 
 
 @app.command()
@@ -202,7 +204,7 @@ def _print_outcome(run: TrainingRun) -> None:
 
 def _describe(run: TrainingRun) -> str:
     if run.status is RunStatus.GENERATING:
-        return f"generating questions: {_progress(run)} chunks, {run.pair_count} pairs"
+        return f"generating questions: {chunks_done(run)} chunks, {run.pair_count} pairs"
     if run.status is RunStatus.TRAINING:
         job = f" (job {run.deeplake_job_id})" if run.deeplake_job_id else ""
         return f"training Deep Memory on {run.pair_count} pairs{job}"
@@ -247,14 +249,20 @@ def _prefect_ui() -> PrefectUI:
     Returns its UI."""
     api = os.environ.get("PREFECT_API_URL")
     if not api:
-        from dmflow.database import embedded_prefect_server
-
-        starting = "starting the embedded Prefect server (once; later commands reuse it)"
-        server = embedded_prefect_server(resources.settings())
-        api = server.ensure_running(on_start=lambda: err.print(starting)).api_url
+        server, state = _embedded_prefect_running()
+        api = state.api_url
         os.environ["PREFECT_API_URL"] = api
         os.environ["PREFECT_API_AUTH_STRING"] = server.auth_string()
     return prefect_ui(server_address(api))
+
+
+def _embedded_prefect_running() -> tuple[EmbeddedPrefectServer, ServerState]:
+    """The data directory's Prefect server, started (and said so) if it is not running."""
+    from dmflow.database import embedded_prefect_server
+
+    starting = "starting the embedded Prefect server (once; later commands reuse it)"
+    server = embedded_prefect_server(resources.settings())
+    return server, server.ensure_running(on_start=lambda: err.print(starting))
 
 
 def _print_flow_run(ui: PrefectUI, state: Any) -> None:
@@ -302,7 +310,7 @@ def _stored_status(run: TrainingRun) -> str:
     with _store() as store:
         now = store.get_run(run.id)
     resume = f"; resume with `dmflow recover {short(now.id)}`" if now.status.is_failed else ""
-    return f"{now.status.value} at {_progress(now)} chunks{resume}"
+    return f"{now.status.value} at {chunks_done(now)} chunks{resume}"
 
 
 def _newest_run(dataset: str) -> TrainingRun | None:
@@ -562,11 +570,7 @@ def server_env() -> None:
     """Print the shell lines that point the `prefect` CLI and Python at the data
     directory's Prefect server (started if it is not running):
     eval "$(dmflow server env)"."""
-    from dmflow.database import embedded_prefect_server
-
-    server = embedded_prefect_server(resources.settings())
-    starting = "starting the embedded Prefect server (once; later commands reuse it)"
-    state = server.ensure_running(on_start=lambda: err.print(starting))
+    server, state = _embedded_prefect_running()
     for line in server_env_lines(state.api_url, server.auth_file):
         print(line)
 

@@ -50,8 +50,9 @@ def recovery_name() -> str:
 
 
 def training_run_name() -> str:
-    named = flow_run.name
-    if deployment.id is not None and named:
+    # Asked only for a deployment's run: outside a flow run's context, each of these
+    # is a read from Prefect's API.
+    if deployment.id is not None and (named := flow_run.name):
         return str(named)
     return f"training-run-{dataset_name(str(_parameters()['dataset']))}"
 

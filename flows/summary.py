@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 from uuid import UUID
 
 from prefect.artifacts import acreate_markdown_artifact
@@ -17,6 +16,8 @@ from dmflow.models import TrainingRun
 from dmflow.phases.markdown import usage_markdown
 from dmflow.run_ids import short
 from dmflow.training.recall_rows import recall_rows
+from flows.names import dataset_name
+from flows.views import chunks_done
 
 logger = logging.getLogger("dmflow.summary")
 
@@ -54,8 +55,10 @@ def summary_markdown(run: TrainingRun) -> str:
 
 def progress_line(run: TrainingRun) -> str:
     """`run 3f2a91c4 is generated: 314/314 chunks, 1256 pairs` (the parent's log)."""
-    chunks = f"{run.processed_chunks}/{run.total_chunks}" if run.total_chunks else "0"
-    line = f"run {short(run.id)} is {run.status.value}: {chunks} chunks, {run.pair_count} pairs"
+    line = (
+        f"run {short(run.id)} is {run.status.value}: {chunks_done(run)} chunks, "
+        f"{run.pair_count} pairs"
+    )
     if run.status.is_failed:
         line += (
             f"; {run.error_message or 'no error recorded'}; resume with "
@@ -72,7 +75,7 @@ def _description(run: TrainingRun) -> str:
     """A card in the Artifacts tab shows the first ~35 characters of its description:
     the status first, then what and when."""
     at = (run.updated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
-    dataset = PurePosixPath(run.dataset.rstrip("/")).name or run.dataset
+    dataset = dataset_name(run.dataset)
     return f"{run.status.value}: training run {short(run.id)} of {dataset}, as of {at}"
 
 

@@ -49,6 +49,11 @@ def progress(run: TrainingRun) -> str:
     return f"{run.processed_chunks}/{run.total_chunks}" if run.total_chunks else "-"
 
 
+def chunks_done(run: TrainingRun) -> str:
+    """`48/314`, or `48` while the total is not known yet (in a sentence, not a table)."""
+    return progress(run) if run.total_chunks else str(run.processed_chunks)
+
+
 def age(when: datetime | None, now: datetime | None = None) -> str:
     if when is None:
         return "-"
