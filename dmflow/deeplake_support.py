@@ -46,11 +46,31 @@ def import_deeplake() -> ModuleType:
     os.environ["BUGGER_OFF"] = "yes"  # humbug's opt-out, read on every report
     _skip_version_check()
     if "deeplake" not in sys.modules:
-        with _a_home_that_exists():
+        with _a_home_that_exists(), _asyncio_left_as_it_is():
             _refuse_reporting_consent()
             import deeplake  # noqa: F401
     _refuse_pickled_version_info()
     return sys.modules["deeplake"]
+
+
+@contextmanager
+def _asyncio_left_as_it_is() -> Iterator[None]:
+    """deeplake's S3 module calls `nest_asyncio.apply()` at import (for notebooks), which
+    swaps every event loop's step and asyncio's C Task for pure-Python ones in the whole
+    process: the generation phase's tasks ran ~60 % slower. Its one use, S3 writes, runs
+    its own loop in a thread that has none, as dmflow calls deeplake, so it is not
+    needed here."""
+    try:
+        import nest_asyncio  # type: ignore[import-untyped]
+    except ImportError:
+        yield
+        return
+    apply = nest_asyncio.apply
+    nest_asyncio.apply = lambda loop=None: None
+    try:
+        yield
+    finally:
+        nest_asyncio.apply = apply
 
 
 @contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,24 @@ def test_an_id_too_long_to_key_the_ledger_is_refused_with_its_row(
 def test_hub_dataset_without_token() -> None:
     with pytest.raises(ChunkSourceError, match="DMFLOW_ACTIVELOOP_TOKEN"):
         DeepLakeChunkSource("hub://org/dataset")
+
+
+def test_importing_deeplake_leaves_asyncio_s_own_tasks_and_loop() -> None:
+    # deeplake's S3 module applies nest_asyncio at import when aioboto3 is installed (it
+    # is: a deeplake dependency), which made every task of a run pure Python.
+    probe = (
+        "import asyncio, _asyncio\n"
+        "from dmflow.deeplake_support import import_deeplake\n"
+        "import_deeplake()\n"
+        "import deeplake.core.storage.s3 as s3\n"
+        "assert s3.aioboto3 is not None, 'aioboto3 is gone: nothing left to check'\n"
+        "print(asyncio.Task is _asyncio.Task, hasattr(asyncio, '_nest_patched'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "False"]
