@@ -61,7 +61,7 @@ def _asyncio_left_as_it_is() -> Iterator[None]:
     its own loop in a thread that has none, as dmflow calls deeplake, so it is not
     needed here."""
     try:
-        import nest_asyncio  # type: ignore[import-untyped]
+        import nest_asyncio
     except ImportError:
         yield
         return
