@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Container, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -24,6 +26,33 @@ STREAMING_CACHE_MB = 16
 ID_CHECK_WINDOW = 65_536
 MAX_ID_BYTES = 1024
 """Well under PostgreSQL's ~2,700-byte limit for a B-tree key (the ledger's primary key)."""
+
+
+class CheckedIds(NamedTuple):
+    """A dataset whose ids were found usable: at this version, with this many rows."""
+
+    path: str
+    version: str
+    rows: int
+
+
+_checked_ids: ContextVar[frozenset[CheckedIds]] = ContextVar(
+    "dmflow_checked_ids", default=frozenset()
+)
+
+
+@contextmanager
+def ids_checked_by_the_caller(checked: CheckedIds | None) -> Iterator[None]:
+    """Within this block (the phases of a run whose preflight checked the dataset), a
+    chunk source opened on the same dataset, unchanged, does not read every id again."""
+    if checked is None:
+        yield
+        return
+    token = _checked_ids.set(_checked_ids.get() | {checked})
+    try:
+        yield
+    finally:
+        _checked_ids.reset(token)
 
 
 class Chunk(NamedTuple):
@@ -107,7 +136,9 @@ class DeepLakeChunkSource:
                 "the VectorStore layout: tensors `id` and `text` (and `embedding`)"
             )
         self._total = len(self._dataset)
-        self._check_ids()
+        self.checked_ids = CheckedIds(path, str(self._dataset.pending_commit_id), self._total)
+        if self.checked_ids not in _checked_ids.get():
+            self._check_ids()
 
     @property
     def tensor_names(self) -> list[str]:
@@ -224,9 +255,10 @@ class DeepLakeChunkSource:
                 yield chunk_id, document_of(value.item() if hasattr(value, "item") else value)
 
 
-def check_usable(dataset: str, settings: Settings) -> int:
+def check_usable(dataset: str, settings: Settings) -> CheckedIds:
     """Refuse, before a run exists for it, a dataset no phase can use: missing, without
-    the VectorStore's `id`, `text` and `embedding` tensors, or empty. Its chunk count."""
+    the VectorStore's `id`, `text` and `embedding` tensors, empty, or with ids that
+    cannot key the ledger."""
     source = open_chunk_source(dataset, settings)  # refuses a missing or empty one itself
     if "embedding" not in source.tensor_names:
         raise ChunkSourceError(
@@ -234,7 +266,7 @@ def check_usable(dataset: str, settings: Settings) -> int:
             f"{', '.join(sorted(source.tensor_names))}): Deep Memory trains on the stored "
             "embeddings; write the dataset with DeepLake's VectorStore"
         )
-    return source.total
+    return source.checked_ids
 
 
 def open_chunk_source(dataset: str, settings: Settings) -> DeepLakeChunkSource:

@@ -16,7 +16,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 
 from dmflow import lifecycle, resources
-from dmflow.chunks import check_usable
+from dmflow.chunks import CheckedIds, check_usable, ids_checked_by_the_caller
 from dmflow.dataset_names import canonical_dataset
 from dmflow.driver import create_leased_run
 from dmflow.models import TrainingRun
@@ -90,9 +90,10 @@ async def training_run(
         store = flow_store()
         flow_run_id = current_flow_run_id()
         run = store.find_run_by_flow_run_id(flow_run_id) if flow_run_id else None
+        checked: CheckedIds | None = None
         if run is None:
             # No run row for a dataset no phase can use: it would block the dataset.
-            await asyncio.to_thread(check_usable, dataset, resources.settings())
+            checked = await asyncio.to_thread(check_usable, dataset, resources.settings())
             if params.train:
                 params = await preflight(dataset, params)
             run = create_leased_run(
@@ -109,6 +110,7 @@ async def training_run(
             run = lifecycle.reopen_failed_phase(store, run)
             preflighted = False
         phases = lifecycle.phases_to_do(run, params.train)
-        run = await run_phases(run, phases, preflighted=preflighted)
+        with ids_checked_by_the_caller(checked):  # generation does not read them again
+            run = await run_phases(run, phases, preflighted=preflighted)
         logger.info("training run %s is %s", run.id, run.status.value)
         return run

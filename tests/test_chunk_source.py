@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from dmflow.chunks import ChunkSourceError, DeepLakeChunkSource
+from dmflow.chunks import ChunkSourceError, DeepLakeChunkSource, ids_checked_by_the_caller
+from dmflow.deeplake_support import import_deeplake
 from tests.fixtures.datasets import MakeDataset
 
 ROWS = [(f"c{n}", f"text of chunk {n}") for n in range(10)]
@@ -112,3 +114,15 @@ def test_importing_deeplake_leaves_asyncio_s_own_tasks_and_loop() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "False"]
+
+
+def test_a_dataset_changed_after_its_check_is_checked_again(make_dataset: MakeDataset) -> None:
+    path = make_dataset(ROWS)
+    checked = DeepLakeChunkSource(path).checked_ids
+    deeplake = import_deeplake()
+    with deeplake.load(path) as dataset:
+        dataset.append(
+            {"id": "c1", "text": "a second c1", "embedding": np.ones(8, np.float32), "metadata": {}}
+        )
+    with ids_checked_by_the_caller(checked), pytest.raises(ChunkSourceError, match="duplicate"):
+        DeepLakeChunkSource(path)

@@ -11,6 +11,7 @@ from uuid import UUID
 
 import pytest
 
+from dmflow.chunks import DeepLakeChunkSource
 from dmflow.errors import RunBlocked
 from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
@@ -20,9 +21,21 @@ from tests.fixtures.datasets import MakeDataset
 
 
 def test_a_whole_run_completes(
-    flow_env: dict[str, str], store: PostgresRunStore, sample_dataset: str
+    flow_env: dict[str, str],
+    store: PostgresRunStore,
+    sample_dataset: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    id_scans: list[str] = []
+    scan = DeepLakeChunkSource._check_ids
+
+    def counted(source: DeepLakeChunkSource) -> None:
+        id_scans.append(source.path)
+        scan(source)
+
+    monkeypatch.setattr(DeepLakeChunkSource, "_check_ids", counted)
     result = asyncio.run(training_run(sample_dataset))
+    assert id_scans == [sample_dataset]  # the preflight's scan; generation trusts it
     [run] = store.list_runs()
     assert run.id == result.id
     assert run.status is RunStatus.COMPLETED
