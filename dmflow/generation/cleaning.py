@@ -83,6 +83,8 @@ def content_words(text: str) -> set[str]:
 def carries_markup(text: str) -> bool:
     if _MARKUP_CONSTRUCTS.search(text):
         return True
+    if text.isascii() and text.isprintable():
+        return False  # printable ASCII is all letters, digits, space, punctuation, signs
     return any(
         not (ch in " \t\n\r" or unicodedata.category(ch).startswith(_ALLOWED_CATEGORIES))
         for ch in text
