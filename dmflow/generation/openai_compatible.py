@@ -2,8 +2,9 @@
 
 Concurrency is bounded, requests and tokens are rate limited, and 429, 5xx,
 timeouts and connection errors are retried with exponential backoff that
-honours `Retry-After`. The openai client's own retries are off so every
-attempt is counted and paced here.
+honours `Retry-After`; every attempt is counted and paced here. Requests go out
+through `ChatEndpoint` (aiohttp), not the openai SDK, whose CPU per request capped
+the rate at high concurrency.
 
 A chunk is skipped only for a reason of its own (its output stays unusable, the
 endpoint refuses its request). A chunk whose every try failed for transport reasons
@@ -14,20 +15,23 @@ the endpoint is down: `EndpointBreaker` holds the asking until it answers again.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import random
-import time
 from collections import Counter
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import openai
 from pydantic import SecretStr
 
 from dmflow.chunks import Chunk
 from dmflow.generation.answers import Answers
 from dmflow.generation.base import GeneratedBatch, GenerationFailed
+from dmflow.generation.chat_http import (
+    ChatEndpoint,
+    ChatRequestFailed,
+    ChatRequestTimedOut,
+    ChatStatusError,
+)
 from dmflow.generation.cleaning import clean_questions, dropped_usage, parse_question_list
 from dmflow.generation.outage import EndpointBreaker
 from dmflow.generation.prompts import PromptStyle, messages_for
@@ -87,37 +91,13 @@ class _Outcome:
     problem: str = ""
 
 
-def _retry_after(response: Any) -> float | None:
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    if value := headers.get("retry-after-ms"):
-        try:
-            return float(value) / 1000.0
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, float(parsed.timestamp()) - time.time()) if parsed else None
-
-
 class OpenAIQuestionGenerator:
     name = "openai"
 
-    def __init__(
-        self, config: OpenAIGeneratorConfig, *, client: openai.AsyncOpenAI | None = None
-    ) -> None:
+    def __init__(self, config: OpenAIGeneratorConfig) -> None:
         self.config = config
-        self._client = client or openai.AsyncOpenAI(
-            api_key=config.api_key.get_secret_value(),
-            base_url=config.base_url,
-            timeout=config.timeout_s,
-            max_retries=0,
+        self._endpoint = ChatEndpoint(
+            config.base_url, config.api_key, config.timeout_s, connections=config.concurrency
         )
         self._slots = asyncio.Semaphore(config.concurrency)
         self._limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
@@ -129,7 +109,8 @@ class OpenAIQuestionGenerator:
         self, chunks: Sequence[Chunk], answers: Answers | None = None
     ) -> GeneratedBatch:
         tally = _BatchAnswers(answers)
-        outcomes = await _all_or_none(self._one(chunk, tally) for chunk in chunks)
+        async with self._endpoint:
+            outcomes = await _all_or_none(self._one(chunk, tally) for chunk in chunks)
         return GeneratedBatch(
             results=[o.result for o in outcomes if o.result is not None],
             usage=tally.usage,
@@ -210,25 +191,25 @@ class OpenAIQuestionGenerator:
         probe = await self._breaker.admit()
         await self._limiter.acquire(estimated_tokens)
         usage.add("requests", 1)
+        body = {
+            "model": self.config.model,
+            "messages": messages,
+            "max_tokens": self.config.max_output_tokens,
+            "temperature": 0.3,
+        }
         try:
-            # The raw reply: the SDK still raises its typed errors, but skips building
-            # a ChatCompletion model, about a tenth of its CPU per request here.
-            raw = await self._client.chat.completions.with_raw_response.create(
-                model=self.config.model,
-                messages=messages,  # type: ignore[arg-type]
-                max_tokens=self.config.max_output_tokens,
-                temperature=0.3,
-            )
-        except openai.APIError as exc:
+            response = await self._endpoint.complete(body)
+        except (ChatStatusError, ChatRequestFailed) as exc:
             raise self._classified(exc, probe, usage) from None
+        except ValueError:
+            raise _Transient("the endpoint's reply is not a chat completion", None, probe) from None
         except BaseException:
             self._breaker.abandoned(probe)  # cancelled: neither answered nor failed
             raise
         try:
-            response = raw.http_response.json()
             choices = response.get("choices") or []
             content = choices[0]["message"]["content"] if choices else None
-        except (ValueError, AttributeError, KeyError, IndexError, TypeError):
+        except (AttributeError, KeyError, IndexError, TypeError):
             raise _Transient("the endpoint's reply is not a chat completion", None, probe) from None
         self._breaker.answered()
         reported = response.get("usage") or {}
@@ -244,43 +225,37 @@ class OpenAIQuestionGenerator:
             )
         return content if isinstance(content, str) else None
 
-    def _classified(self, exc: openai.APIError, probe: bool, usage: _BatchAnswers) -> Exception:
+    def _classified(
+        self, exc: ChatStatusError | ChatRequestFailed, probe: bool, usage: _BatchAnswers
+    ) -> Exception:
         """What a failed request means: the run cannot go on (a refused key, no such
         model), a transport failure worth another try (`_Transient`), or this request
-        refused for itself (the SDK's own error, which the caller handles)."""
-        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        refused for what it holds (`_RefusedRequest`)."""
+        if isinstance(exc, ChatRequestTimedOut):
+            return _Transient(f"timed out after {self.config.timeout_s:g} s", None, probe)
+        if isinstance(exc, ChatRequestFailed):
+            return _Transient(f"connection failed: {_brief(exc)}", None, probe)
+        status = exc.status
+        if status in (401, 403):
             return GenerationFailed(
-                f"the LLM endpoint refused the API key ({exc.status_code}): check "
-                "DMFLOW_LLM_API_KEY"
+                f"the LLM endpoint refused the API key ({status}): check DMFLOW_LLM_API_KEY"
             )
-        if isinstance(exc, openai.NotFoundError):
+        if status == 404:
             return GenerationFailed(
                 f"the LLM endpoint has no model {self.config.model!r} (404): check "
                 "DMFLOW_LLM_MODEL and DMFLOW_LLM_BASE_URL"
             )
-        if isinstance(exc, openai.RateLimitError):
+        if status == 429:
             usage.add("rate_limited", 1)
-            return _Transient(f"429 rate limited: {_brief(exc)}", _retry_after(exc.response), probe)
-        if isinstance(exc, openai.APITimeoutError):
-            return _Transient(f"timed out after {self.config.timeout_s:g} s", None, probe)
-        if isinstance(exc, openai.APIConnectionError):
-            return _Transient(f"connection failed: {_brief(exc)}", None, probe)
-        if isinstance(exc, openai.APIStatusError) and (
-            exc.status_code >= 500 or exc.status_code in (408, 409)
-        ):
-            return _Transient(
-                f"{exc.status_code} from the endpoint: {_brief(exc)}",
-                _retry_after(exc.response),
-                probe,
-            )
+            return _Transient(f"429 rate limited: {_brief(exc)}", exc.retry_after_s, probe)
+        if status >= 500 or status in (408, 409):
+            problem = f"{status} from the endpoint: {_brief(exc)}"
+            return _Transient(problem, exc.retry_after_s, probe)
         self._breaker.answered()  # it answered
-        status = getattr(exc, "status_code", None)
         if status in _REFUSED_FOR_THIS_REQUEST:
             return _RefusedRequest(f"request refused ({status}): {_brief(exc)}")
-        # Never the SDK's own error: it holds the request, headers (the key) included,
-        # and Prefect would pickle it into its result storage.
         return GenerationFailed(
-            f"the LLM endpoint answered {status or type(exc).__name__}: {_brief(exc)}; "
+            f"the LLM endpoint answered {status}: {_brief(exc)}; "
             "check DMFLOW_LLM_BASE_URL and DMFLOW_LLM_MODEL"
         )
 
