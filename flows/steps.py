@@ -19,12 +19,12 @@ from prefect.utilities.annotations import quote
 from dmflow.chunks import Chunk
 from dmflow.generation.answers import Answers
 from dmflow.generation.base import GeneratedBatch, QuestionGenerator
+from dmflow.generation.patience import record_patiently
 from dmflow.models import TrainingPair, TrainingRun
 from dmflow.phases.steps import Log
 from dmflow.store.base import RunStore
 from dmflow.training.base import DeepMemoryTrainer, JobStatus
-from tasks.generation import generate_questions, record_batch
-from tasks.lineage import forget_results
+from tasks.generation import generate_questions
 from tasks.training import job_status, submit_job
 
 PROGRESS_EVERY_S = 1.0
@@ -83,17 +83,11 @@ class PrefectSteps:
         wait_s: float,
         latest: TrainingRun,
     ) -> TrainingRun:
-        recorded = await record_batch(
-            unwalked(store),
-            unwalked(run),
-            unwalked(batch),
-            max_pairs,
-            label,
-            wait_s,
-            unwalked(latest),
-        )
-        forget_results(batch, recorded)
-        return recorded
+        # Not a task run: one every 8-16 chunks (40 a second at concurrency 64) flooded
+        # the UI, and its ~28 ms of task-run overhead held up the asking, which waits
+        # for room while a record is written. Its retries are its own (the database's
+        # outage wait); a record that fails for good fails the phase, which says why.
+        return await record_patiently(store, run, batch, max_pairs, wait_s=wait_s, latest=latest)
 
     async def submit(
         self,
