@@ -18,11 +18,9 @@ from prefect.utilities.annotations import quote
 
 from dmflow.chunks import Chunk
 from dmflow.generation.answers import Answers
-from dmflow.generation.base import GeneratedBatch, QuestionGenerator
-from dmflow.generation.patience import record_patiently
+from dmflow.generation.base import QuestionGenerator
 from dmflow.models import TrainingPair, TrainingRun
 from dmflow.phases.steps import Log
-from dmflow.store.base import RunStore
 from dmflow.training.base import DeepMemoryTrainer, JobStatus
 from tasks.generation import generate_questions
 from tasks.training import job_status, submit_job
@@ -34,8 +32,8 @@ _T = TypeVar("_T")
 
 def unwalked(value: _T) -> _T:
     """`value`, `quote`d for a task's argument: Prefect walks every argument of a task
-    run looking for upstream futures, into every chunk, question and field; the steps'
-    arguments hold none, and the walk was a third of what a record step cost."""
+    run looking for upstream futures, into every chunk and field: the steps' arguments
+    hold none, and the walk's cost grows with the batch."""
     return cast(_T, quote(value))
 
 
@@ -72,22 +70,6 @@ class PrefectSteps:
         self, generator: QuestionGenerator, chunks: list[Chunk], answers: Answers, label: str
     ) -> None:
         await generate_questions(unwalked(generator), unwalked(chunks), unwalked(answers), label)
-
-    async def record(
-        self,
-        store: RunStore,
-        run: TrainingRun,
-        batch: GeneratedBatch,
-        max_pairs: int,
-        label: str,
-        wait_s: float,
-        latest: TrainingRun,
-    ) -> TrainingRun:
-        # Not a task run: one every 8-16 chunks (40 a second at concurrency 64) flooded
-        # the UI, and its ~28 ms of task-run overhead held up the asking, which waits
-        # for room while a record is written. Its retries are its own (the database's
-        # outage wait); a record that fails for good fails the phase, which says why.
-        return await record_patiently(store, run, batch, max_pairs, wait_s=wait_s, latest=latest)
 
     async def submit(
         self,

@@ -1,5 +1,5 @@
 """Generation's task: ask the generator for a batch of chunks. (What the batches finish
-is recorded by the phase's recorder, not as a task run: see `flows.steps`.)"""
+is recorded by the phase's recorder, not as a task run: `dmflow.phases.recorder`.)"""
 
 from __future__ import annotations
 

@@ -41,9 +41,9 @@ class ChatStatusError(Exception):
 
 
 class ChatEndpoint:
-    """Requests to one endpoint share a connection pool, opened on first use and closed
-    when the last caller in flight leaves (`session()`), so nothing outlives the event
-    loop that used it."""
+    """Requests to one endpoint share a connection pool, opened when the first caller
+    enters (`async with endpoint:`) and closed when the last one in flight leaves, so
+    nothing outlives the event loop that used it."""
 
     def __init__(
         self, base_url: str | None, api_key: SecretStr, timeout_s: float, connections: int

@@ -1,8 +1,8 @@
 """Record what generation finished while it goes on, not batch by batch.
 
 One recorder per phase takes the answers every `RECORD_EVERY_CHUNKS` finished chunks or
-every `RECORD_EVERY_S` seconds, whichever comes first, and records it as one `record`
-step. A request waits for room before it is sent (`UNRECORDED_LIMIT` finished chunks
+every `RECORD_EVERY_S` seconds, whichever comes first, and records it in one transaction
+(`record_patiently`). A request waits for room before it is sent (`UNRECORDED_LIMIT` finished chunks
 not yet recorded), so a kill -9 or a database that stops answering costs at most the
 requests in flight and that many chunks. When the phase fails (an error, a signal),
 `close` still records what every batch in flight finished, and the usage of every
@@ -15,6 +15,7 @@ import asyncio
 
 from dmflow.generation.answers import UNRECORDED_LIMIT, Answers
 from dmflow.generation.base import GeneratedBatch
+from dmflow.generation.patience import record_patiently
 from dmflow.models import TrainingRun
 from dmflow.phases.steps import GenerationSteps
 from dmflow.store.base import RunStore, record_storable
@@ -44,7 +45,6 @@ class AnswerRecorder:
         """Set once the run holds `max_pairs` pairs: nothing more is worth asking."""
         self.warned = False
         """The model check (`warn_if_the_model_is_the_problem`) is done."""
-        self._records = 0
         self._loop: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -108,17 +108,17 @@ class AnswerRecorder:
     async def _record(self, batch: GeneratedBatch) -> None:
         if not batch.results and not batch.usage:
             return
-        self._records += 1
-        first = batch.results[0].chunk_id if batch.results else "usage"
         try:
-            recorded = await self._steps.record(
+            # Not a step of its own (a Prefect task run): at 40 records a second they
+            # flooded the UI, and their ~28 ms of overhead held up the asking, which
+            # waits for room while a record is written.
+            recorded = await record_patiently(
                 self.store,
                 self.run,
                 batch,
                 self.max_pairs,
-                f"{self._records}-{first}",
-                self.database_wait_s,
-                self.latest,
+                wait_s=self.database_wait_s,
+                latest=self.latest,
             )
         finally:
             await self.answers.recorded(len(batch.results))

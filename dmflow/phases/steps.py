@@ -9,10 +9,8 @@ from typing import Any, Protocol
 
 from dmflow.chunks import Chunk
 from dmflow.generation.answers import Answers
-from dmflow.generation.base import GeneratedBatch, QuestionGenerator
-from dmflow.generation.patience import record_patiently
+from dmflow.generation.base import QuestionGenerator
 from dmflow.models import TrainingPair, TrainingRun
-from dmflow.store.base import RunStore
 from dmflow.training.base import DeepMemoryTrainer, JobStatus
 
 Log = logging.Logger | logging.LoggerAdapter[Any]
@@ -38,20 +36,6 @@ class GenerationSteps(Reports, Protocol):
         self, generator: QuestionGenerator, chunks: list[Chunk], answers: Answers, label: str
     ) -> None:
         """Ask the generator for a batch; its chunks' results go into `answers`."""
-        ...
-
-    async def record(
-        self,
-        store: RunStore,
-        run: TrainingRun,
-        batch: GeneratedBatch,
-        max_pairs: int,
-        label: str,
-        wait_s: float,
-        latest: TrainingRun,
-    ) -> TrainingRun:
-        """Record answers (`record_patiently`): one transaction, waiting out a database
-        that does not answer for up to `wait_s`."""
         ...
 
 
@@ -91,18 +75,6 @@ class DirectSteps:
         self, generator: QuestionGenerator, chunks: list[Chunk], answers: Answers, label: str
     ) -> None:
         await generator.generate(chunks, answers)
-
-    async def record(
-        self,
-        store: RunStore,
-        run: TrainingRun,
-        batch: GeneratedBatch,
-        max_pairs: int,
-        label: str,
-        wait_s: float,
-        latest: TrainingRun,
-    ) -> TrainingRun:
-        return await record_patiently(store, run, batch, max_pairs, wait_s=wait_s, latest=latest)
 
     async def submit(
         self,
