@@ -10,10 +10,12 @@ process. Import it only through `import_deeplake()`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,15 +44,34 @@ REPORTING_CONFIG = Path("~/.activeloop/reporting_config.json")
 """deeplake's consent file: created with consent *on* at its first import if missing."""
 
 
+_importing = threading.Lock()
+"""One import at a time: a second thread must not see deeplake half-imported, nor the
+first one's temporary HOME and nest_asyncio stand-in."""
+
+
 def import_deeplake() -> ModuleType:
-    os.environ["BUGGER_OFF"] = "yes"  # humbug's opt-out, read on every report
-    _skip_version_check()
-    if "deeplake" not in sys.modules:
-        with _a_home_that_exists(), _asyncio_left_as_it_is():
-            _refuse_reporting_consent()
-            import deeplake  # noqa: F401
-    _refuse_pickled_version_info()
-    return sys.modules["deeplake"]
+    with _importing:
+        os.environ["BUGGER_OFF"] = "yes"  # humbug's opt-out, read on every report
+        _skip_version_check()
+        if "deeplake" not in sys.modules:
+            with _a_home_that_exists(), _asyncio_left_as_it_is():
+                _refuse_reporting_consent()
+                import deeplake  # noqa: F401
+        _refuse_pickled_version_info()
+        return sys.modules["deeplake"]
+
+
+def start_importing_deeplake() -> None:
+    """Import deeplake in a background thread, for a process that will open a dataset
+    soon: its ~1 s import then overlaps the waits before that (the Prefect server
+    creating the flow run). A failure is left to the import that needs the module,
+    which reports it."""
+
+    def quietly() -> None:
+        with contextlib.suppress(Exception):  # the import that needs it reports it
+            import_deeplake()
+
+    threading.Thread(target=quietly, name="dmflow-import-deeplake", daemon=True).start()
 
 
 @contextmanager

@@ -26,6 +26,7 @@ from dmflow import interrupts, resources
 from dmflow.database import database_url
 from dmflow.dataset_names import canonical_dataset
 from dmflow.db.migrations import apply_migrations, discover, pending
+from dmflow.deeplake_support import start_importing_deeplake
 from dmflow.errors import ConfigurationError, DatabaseUnavailable, DmflowError
 from dmflow.models import Recovery, TrainingRun
 from dmflow.params import RunParams
@@ -35,6 +36,7 @@ from dmflow.run_ids import resolve_run, short
 from dmflow.status import RunStatus
 from dmflow.store.base import RunStore
 from dmflow.store.postgres import check_reachable
+from flows.runtime import settle_imported_objects
 from flows.views import (
     chunks_done,
     dead_runs_note,
@@ -330,6 +332,10 @@ def _run_flow(dataset: str, params: RunParams, verbose: bool = False) -> Trainin
 
     from flows.training_run import training_run
 
+    settle_imported_objects()
+    # The run opens its dataset first thing: deeplake's import (~1 s of CPU) overlaps the
+    # flow run's creation, which mostly waits for the server (not Prefect's own import).
+    start_importing_deeplake()
     call: Any = training_run(dataset, return_state=True, **params.model_dump(exclude_unset=True))
     with _ProgressDisplay(dataset):
         state: State[Any] = _run_interruptibly(call, lambda: _newest_run(dataset))
@@ -433,6 +439,8 @@ def recover(
 
     from flows.recovery import recover_training_run
 
+    settle_imported_objects()
+    start_importing_deeplake()  # either phase opens the dataset first thing
     call: Any = recover_training_run(run.id, return_state=True)
     state: State[Any] = _run_interruptibly(call, lambda: run)
     outcome = state.result(raise_on_failure=False)
@@ -591,7 +599,7 @@ def server_stop() -> None:
 
 
 def main() -> None:
-    from flows.runtime import release_stray_worker_threads
+    from flows.runtime import leave_objects_to_the_exit, release_stray_worker_threads
 
     # Whatever dmflow creates (datasets, adapters, servers' files and their children's)
     # is its user's alone, whatever the shell's umask.
@@ -606,6 +614,7 @@ def main() -> None:
         sys.exit(130)
     finally:
         release_stray_worker_threads()
+        leave_objects_to_the_exit()
 
 
 if __name__ == "__main__":

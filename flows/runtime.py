@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import queue
 import threading
 
@@ -24,3 +25,22 @@ def release_stray_worker_threads() -> None:
         if isinstance(thread, WorkerThread) and thread.is_alive():
             with contextlib.suppress(queue.Full):
                 thread.queue.put_nowait(None)
+
+
+def leave_objects_to_the_exit() -> None:
+    """Skip the garbage collection the interpreter runs as it shuts down.
+
+    After a flow ran, the process holds ~200,000 objects (Prefect's and pydantic's
+    models), and the collection at shutdown walked them all for ~1.3 s after the
+    command had printed its outcome. Frozen objects are left to the process's exit;
+    the atexit hooks (Prefect sending its last logs and events) still run.
+    """
+    gc.freeze()
+
+
+def settle_imported_objects() -> None:
+    """Leave what the imports made out of every later garbage collection.
+
+    Modules, classes and Prefect's and pydantic's models live as long as the process;
+    each full collection walked all ~200,000 of them again (0.7 s in a demo)."""
+    gc.freeze()

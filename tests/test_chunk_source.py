@@ -95,13 +95,20 @@ def test_hub_dataset_without_token() -> None:
         DeepLakeChunkSource("hub://org/dataset")
 
 
-def test_importing_deeplake_leaves_asyncio_s_own_tasks_and_loop() -> None:
+@pytest.mark.parametrize("background", [False, True], ids=["imported", "while-importing"])
+def test_importing_deeplake_leaves_asyncio_s_own_tasks_and_loop(background: bool) -> None:
     # deeplake's S3 module applies nest_asyncio at import when aioboto3 is installed (it
-    # is: a deeplake dependency), which made every task of a run pure Python.
+    # is: a deeplake dependency), which made every task of a run pure Python. The CLI
+    # starts the import in the background: a dataset opened meanwhile gets the same
+    # guarded module, its pickle fallback refused.
     probe = (
         "import asyncio, _asyncio\n"
-        "from dmflow.deeplake_support import import_deeplake\n"
-        "import_deeplake()\n"
+        "from dmflow import deeplake_support as support\n"
+        f"if {background}: support.start_importing_deeplake()\n"
+        "deeplake = support.import_deeplake()\n"
+        "from deeplake.util import version_control\n"
+        "assert version_control.pickle is support._NoUnpickling\n"
+        "assert callable(deeplake.load)\n"
         "import deeplake.core.storage.s3 as s3\n"
         "assert s3.aioboto3 is not None, 'aioboto3 is gone: nothing left to check'\n"
         "print(asyncio.Task is _asyncio.Task, hasattr(asyncio, '_nest_patched'))\n"

@@ -91,7 +91,9 @@ def train_adapter(
 class LocalAdapterTrainer:
     name = "local"
 
-    default_poll_intervals_s = (0.5, 1.0, 2.0)
+    # A job on the sample takes ~1 s: a quick first look finishes the demo sooner, and
+    # a look is a file read.
+    default_poll_intervals_s = (0.25, 0.25, 0.5, 1.0, 2.0)
 
     def __init__(
         self,
