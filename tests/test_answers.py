@@ -93,3 +93,47 @@ def test_no_room_while_16_finished_chunks_wait_to_be_recorded() -> None:
 
     held, released, stopped = asyncio.run(scenario())
     assert held and released and stopped
+
+
+def test_requests_in_flight_and_unrecorded_chunks_share_one_budget() -> None:
+    # While a record is written, answers that arrive take the room of requests not sent:
+    # the asking goes on as long as in flight + unrecorded stays under concurrency + 16.
+    concurrency = 4
+
+    async def scenario() -> tuple[int, bool, bool, bool]:
+        answers = Answers()
+        for n in range(UNRECORDED_LIMIT):
+            answers.add(done(n))
+        taken = answers.take()  # 16 chunks being recorded
+        release = asyncio.Event()
+        sent = 0
+
+        async def request() -> None:
+            nonlocal sent
+            async with answers.sending(concurrency):
+                sent += 1
+                await release.wait()
+
+        requests = [asyncio.create_task(request()) for _ in range(concurrency + 1)]
+        await asyncio.sleep(0.1)
+        sent_while_recording = sent  # 16 unrecorded + 4 in flight: the fifth waits
+        release.set()
+        await answers.recorded(len(taken.results))
+        await asyncio.wait_for(asyncio.gather(*requests), 5)
+        fifth_sent = sent == concurrency + 1
+        for n in range(UNRECORDED_LIMIT + concurrency):
+            answers.add(done(n))
+        stopped_waiting = asyncio.create_task(request())
+        await asyncio.sleep(0.05)
+        held_when_full = not stopped_waiting.done()
+        await answers.stop()
+        try:
+            await asyncio.wait_for(stopped_waiting, 5)
+            told = False
+        except RecordingStopped:
+            told = True
+        return sent_while_recording, fifth_sent, held_when_full, told
+
+    sent, fifth_sent, held_when_full, told = asyncio.run(scenario())
+    assert sent == concurrency  # not 0, as when unrecorded chunks had a room of their own
+    assert fifth_sent and held_when_full and told

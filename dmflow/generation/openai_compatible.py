@@ -15,9 +15,11 @@ the endpoint is down: `EndpointBreaker` holds the asking until it answers again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import Counter
 from collections.abc import Coroutine, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +75,9 @@ class OpenAIGeneratorConfig:
         """Transport failures in a row that mean the endpoint is down, not unlucky: with
         1 in 10 requests failing, 5 in a row happen once in 100,000."""
         return max(5, min(self.concurrency, 16))
+
+
+NOT_A_COMPLETION = "the endpoint's reply is not a chat completion"
 
 
 class _Transient(Exception):
@@ -187,30 +192,30 @@ class OpenAIQuestionGenerator:
     ) -> str | None:
         # Right before sending, with the chunk's slot in hand: a chunk that passed this
         # while waiting for a slot would be asked after the database stopped recording.
-        await usage.room()
-        probe = await self._breaker.admit()
-        await self._limiter.acquire(estimated_tokens)
-        usage.add("requests", 1)
-        body = {
-            "model": self.config.model,
-            "messages": messages,
-            "max_tokens": self.config.max_output_tokens,
-            "temperature": 0.3,
-        }
-        try:
-            response = await self._endpoint.complete(body)
-        except (ChatStatusError, ChatRequestFailed) as exc:
-            raise self._classified(exc, probe, usage) from None
-        except ValueError:
-            raise _Transient("the endpoint's reply is not a chat completion", None, probe) from None
-        except BaseException:
-            self._breaker.abandoned(probe)  # cancelled: neither answered nor failed
-            raise
+        async with usage.sending(self.config.concurrency):
+            probe = await self._breaker.admit()
+            await self._limiter.acquire(estimated_tokens)
+            usage.add("requests", 1)
+            body = {
+                "model": self.config.model,
+                "messages": messages,
+                "max_tokens": self.config.max_output_tokens,
+                "temperature": 0.3,
+            }
+            try:
+                response = await self._endpoint.complete(body)
+            except (ChatStatusError, ChatRequestFailed) as exc:
+                raise self._classified(exc, probe, usage) from None
+            except ValueError:
+                raise _Transient(NOT_A_COMPLETION, None, probe) from None
+            except BaseException:
+                self._breaker.abandoned(probe)  # cancelled: neither answered nor failed
+                raise
         try:
             choices = response.get("choices") or []
             content = choices[0]["message"]["content"] if choices else None
         except (AttributeError, KeyError, IndexError, TypeError):
-            raise _Transient("the endpoint's reply is not a chat completion", None, probe) from None
+            raise _Transient(NOT_A_COMPLETION, None, probe) from None
         self._breaker.answered()
         reported = response.get("usage") or {}
         if reported:
@@ -316,9 +321,10 @@ class _BatchAnswers:
         if self._answers is not None:
             self._answers.give_up(chunk, reason)
 
-    async def room(self) -> None:
-        if self._answers is not None:
-            await self._answers.room()
+    def sending(self, concurrency: int) -> AbstractAsyncContextManager[None]:
+        if self._answers is None:
+            return contextlib.nullcontext()
+        return self._answers.sending(concurrency)
 
 
 async def _all_or_none(work: Iterable[Coroutine[Any, Any, _Outcome]]) -> list[_Outcome]:

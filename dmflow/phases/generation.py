@@ -4,7 +4,8 @@ The chunk ledger is the source of truth for what is done: a resumed run skips ev
 chunk already recorded. A bounded number of batches is asked at once
 (`BatchesInFlight`); their chunks' answers are recorded as they finish
 (`AnswerRecorder`), each record one transaction, so a run killed at any moment loses at
-most the requests in flight and `UNRECORDED_LIMIT` answers. Chunks the endpoint never
+most the requests in flight and the answers not recorded (`concurrency +
+UNRECORDED_LIMIT` together, see `Answers.sending`). Chunks the endpoint never
 answered are asked once more at the end, then left to the next attempt.
 """
 

@@ -2,11 +2,11 @@
 
 One recorder per phase takes the answers every `RECORD_EVERY_CHUNKS` finished chunks or
 every `RECORD_EVERY_S` seconds, whichever comes first, and records it in one transaction
-(`record_patiently`). A request waits for room before it is sent (`UNRECORDED_LIMIT` finished chunks
-not yet recorded), so a kill -9 or a database that stops answering costs at most the
-requests in flight and that many chunks. When the phase fails (an error, a signal),
-`close` still records what every batch in flight finished, and the usage of every
-request they sent.
+(`record_patiently`). A request waits for room before it is sent (requests in flight and
+finished chunks not yet recorded share `concurrency + UNRECORDED_LIMIT`), so a kill -9
+or a database that stops answering costs at most that many chunks. When the phase fails
+(an error, a signal), `close` still records what every batch in flight finished, and the
+usage of every request they sent.
 """
 
 from __future__ import annotations
