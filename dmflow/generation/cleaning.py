@@ -76,8 +76,9 @@ _LETTERS = re.compile(r"[^\W\d_]+")
 def content_words(text: str) -> set[str]:
     """The text's content words, each cut to 5 letters: a cheap stem (`iterates` and
     `iteration` meet at `itera`; `topic0` is `topic`)."""
-    words = _LETTERS.findall(text.lower())
-    return {w[:5] for w in words if len(w) >= 3 and w not in _STOPWORDS}
+    # Distinct words first (in C): a chunk repeats most of its words.
+    words = set(_LETTERS.findall(text.lower())) - _STOPWORDS
+    return {w[:5] for w in words if len(w) >= 3}
 
 
 def carries_markup(text: str) -> bool:
@@ -119,9 +120,9 @@ def _as_question(text: str) -> str | None:
     return None
 
 
-def _copies_chunk(question: str, chunk_words: str) -> bool:
+def _copies_chunk(question: str, padded_chunk_words: str) -> bool:
     words = _words(question)
-    return len(words) >= MIN_COPIED_WORDS and f" {' '.join(words)} " in f" {chunk_words} "
+    return len(words) >= MIN_COPIED_WORDS and f" {' '.join(words)} " in padded_chunk_words
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:
@@ -133,7 +134,7 @@ def clean_questions(
 ) -> list[str]:
     """Strip decoration, drop unusable and repeated questions, keep at most `limit`.
     `dropped` counts what was dropped by reason."""
-    chunk_words = normalise(chunk_text)
+    padded_chunk_words = f" {normalise(chunk_text)} "
     chunk_terms = content_words(chunk_text)
     kept: list[str] = []
     kept_words: list[set[str]] = []
@@ -152,7 +153,7 @@ def clean_questions(
         if question is None or not MIN_QUESTION_CHARS <= len(question) <= MAX_QUESTION_CHARS:
             reasons["not a question" if question is None else "length"] += 1
             continue
-        if _copies_chunk(question, chunk_words):
+        if _copies_chunk(question, padded_chunk_words):
             reasons["copies the chunk"] += 1
             continue
         if _CHATTER.search(question):
