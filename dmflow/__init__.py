@@ -6,6 +6,8 @@ here so they can be used (and tested) without the workflow engine.
 
 import os
 
+from dmflow.memory import limit_malloc_arenas
+
 __version__ = "0.1.0"
 
 # Telemetry off wherever dmflow's code runs (the CLI, `dmflow serve`, a worker, plain
@@ -25,3 +27,6 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 from dmflow.redaction import scrub_every_log_record
 
 scrub_every_log_record()
+
+# Before this process starts threads: each would keep a malloc arena of freed memory.
+limit_malloc_arenas()
