@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogWorker
 
 import dmflow.phases.generation as generation_phase
 from dmflow.deeplake_support import import_deeplake
@@ -30,8 +32,8 @@ BATCH = 8
 BOUND = 1024 * 1024
 """870 bytes a chunk, 7 KB a batch, for the larger dataset's 1,200 more chunks (the task
 results Prefect kept per batch until they were let go came to ~1.4 KB a chunk); what
-remains is ~300 bytes a chunk of events and log records still queued for a busy
-Prefect server."""
+remained was ~300 bytes a chunk of events and log records still queued for a busy
+Prefect server, now sent before each measure."""
 
 
 def _dataset(path: Path, chunks: int) -> str:
@@ -57,6 +59,14 @@ def _dataset(path: Path, chunks: int) -> str:
     return str(path)
 
 
+async def _sent_to_prefect() -> None:
+    """Events and log records queued for Prefect's server are Prefect's buffer, as large
+    as the server is slow (3 MB once in CI, with another test file's servers busy):
+    each measure waits until its workers have sent them (from their own threads)."""
+    for service in (EventsWorker, APILogWorker):
+        await asyncio.to_thread(service.instance().wait_until_empty)
+
+
 def _not_deeplake(snapshot: tracemalloc.Snapshot) -> int:
     """Bytes traced outside deeplake: its read cache holds whole storage chunks, which
     are larger for a larger dataset up to deeplake's chunk size, and bounded by it."""
@@ -77,6 +87,7 @@ def test_live_memory_left_by_the_asking_does_not_grow_with_the_dataset(
     finish: Callable[..., Awaitable[Any]] = generation_phase._finish
 
     async def measured_finish(*args: Any, **kwargs: Any) -> Any:
+        await _sent_to_prefect()
         gc.collect()
         at_finish.append(_not_deeplake(tracemalloc.take_snapshot()))
         return await finish(*args, **kwargs)
@@ -91,6 +102,7 @@ def test_live_memory_left_by_the_asking_does_not_grow_with_the_dataset(
         for n, size in enumerate((SMALL, SMALL, LARGE)):
             path = _dataset(tmp_path / f"ds{n}", size)
             run = store.create_run(path, params={"generator": "local", "batch_size": BATCH})
+            asyncio.run(_sent_to_prefect())
             gc.collect()
             before = _not_deeplake(tracemalloc.take_snapshot())
             asyncio.run(generate_training_data(run.id))
