@@ -13,6 +13,16 @@ def done(n: int) -> ChunkResult:
     return ChunkResult.done(f"c{n}", [f"What is c{n}?"], f"c{n}")
 
 
+async def _told_when_recording_stops(answers: Answers, waiting: asyncio.Task[None]) -> bool:
+    """A recorder that gives up tells whoever waits for room, rather than leave it waiting."""
+    await answers.stop()
+    try:
+        await asyncio.wait_for(waiting, 5)
+    except RecordingStopped:
+        return True
+    return False
+
+
 def test_ready_at_the_chunk_count_without_waiting_for_the_time_limit() -> None:
     async def scenario() -> tuple[bool, float, int]:
         answers = Answers()
@@ -83,12 +93,7 @@ def test_no_room_while_16_finished_chunks_wait_to_be_recorded() -> None:
             answers.add(done(n))
         waiting = asyncio.create_task(answers.room())
         await asyncio.sleep(0.05)
-        await answers.stop()
-        try:
-            await asyncio.wait_for(waiting, 5)
-            stopped = False
-        except RecordingStopped:
-            stopped = True
+        stopped = await _told_when_recording_stops(answers, waiting)
         return held, asking.done(), stopped
 
     held, released, stopped = asyncio.run(scenario())
@@ -126,12 +131,7 @@ def test_requests_in_flight_and_unrecorded_chunks_share_one_budget() -> None:
         stopped_waiting = asyncio.create_task(request())
         await asyncio.sleep(0.05)
         held_when_full = not stopped_waiting.done()
-        await answers.stop()
-        try:
-            await asyncio.wait_for(stopped_waiting, 5)
-            told = False
-        except RecordingStopped:
-            told = True
+        told = await _told_when_recording_stops(answers, stopped_waiting)
         return sent_while_recording, fifth_sent, held_when_full, told
 
     sent, fifth_sent, held_when_full, told = asyncio.run(scenario())
