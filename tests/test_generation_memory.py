@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -59,12 +60,16 @@ def _dataset(path: Path, chunks: int) -> str:
     return str(path)
 
 
-async def _sent_to_prefect() -> None:
+def _sent_to_prefect(within_s: float = 10.0) -> None:
     """Events and log records queued for Prefect's server are Prefect's buffer, as large
     as the server is slow (3 MB once in CI, with another test file's servers busy):
-    each measure waits until its workers have sent them (from their own threads)."""
+    each measure first gives its workers up to `within_s` to send them. A worker that
+    never empties its queue (seen once in CI) is waited for no longer: a daemon thread
+    waits, so it cannot hold the test or the interpreter's exit."""
     for service in (EventsWorker, APILogWorker):
-        await asyncio.to_thread(service.instance().wait_until_empty)
+        waiter = threading.Thread(target=service.instance().wait_until_empty, daemon=True)
+        waiter.start()
+        waiter.join(within_s)
 
 
 def _not_deeplake(snapshot: tracemalloc.Snapshot) -> int:
@@ -87,7 +92,7 @@ def test_live_memory_left_by_the_asking_does_not_grow_with_the_dataset(
     finish: Callable[..., Awaitable[Any]] = generation_phase._finish
 
     async def measured_finish(*args: Any, **kwargs: Any) -> Any:
-        await _sent_to_prefect()
+        _sent_to_prefect()
         gc.collect()
         at_finish.append(_not_deeplake(tracemalloc.take_snapshot()))
         return await finish(*args, **kwargs)
@@ -102,7 +107,7 @@ def test_live_memory_left_by_the_asking_does_not_grow_with_the_dataset(
         for n, size in enumerate((SMALL, SMALL, LARGE)):
             path = _dataset(tmp_path / f"ds{n}", size)
             run = store.create_run(path, params={"generator": "local", "batch_size": BATCH})
-            asyncio.run(_sent_to_prefect())
+            _sent_to_prefect()
             gc.collect()
             before = _not_deeplake(tracemalloc.take_snapshot())
             asyncio.run(generate_training_data(run.id))
