@@ -19,15 +19,13 @@ from dmflow.generation.base import GeneratedBatch
 from dmflow.models import ChunkResult
 
 UNRECORDED_LIMIT = 16
-"""Chunks answered and not yet recorded, beyond the requests in flight, at any moment:
-a request waits for room before it is sent. What a database outage or a kill can cost."""
-
-# What a kill can cost is the requests in flight and the chunks answered but not
-# recorded. A request in flight is a chunk that may be answered soon, so the two share
-# one budget, `concurrency + UNRECORDED_LIMIT`: while a record is written, chunks
-# answered meanwhile take the room of requests not sent, and the asking goes on. (With
-# a room of its own for each, every record's ~40 ms stopped a quarter of the requests
-# at concurrency 64.) The worst case is the same: every slot in flight, 16 answered.
+"""Chunks answered and not yet recorded beyond the requests in flight: the two share one
+budget, `concurrency + UNRECORDED_LIMIT` (`Answers.sending`), and a request waits for
+room before it is sent. A request in flight is a chunk that may be answered soon, so
+while a record is written, chunks answered meanwhile take the room of requests not sent
+and the asking goes on (with a room of its own for each, every record's ~40 ms stopped
+a quarter of the requests at concurrency 64). What a database outage or a kill can
+cost: every slot in flight and 16 answered."""
 
 
 class RecordingStopped(DmflowError):
