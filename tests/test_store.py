@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 from dmflow.errors import ConcurrentUpdate, RunBlocked, RunNotDeletable, RunNotFound
 from dmflow.models import ChunkResult
 from dmflow.status import RunStatus
+from dmflow.store.base import batch_payload
 from dmflow.store.postgres import PostgresRunStore
 from tests.fixtures.concurrency import at_once
 from tests.fixtures.postgres import Database
@@ -156,6 +157,27 @@ def test_a_batch_failing_halfway_writes_nothing(db: Database, store: PostgresRun
     assert (after.processed_chunks, after.pair_count, after.usage) == (1, 2, {})
     assert counts(db, run.id) == (2, 1)
     assert store.recorded_chunk_ids(run.id) == {"c0"}
+
+
+def test_a_record_reads_only_its_own_chunks_of_the_runs_ledger(
+    db: Database, store: PostgresRunStore
+) -> None:
+    """Before, each record read every ledger row of its run (6,400 here) to find which
+    of its chunks were new, so a large run slowed quadratically."""
+    run = store.create_run("ds")
+    for start in range(0, 6400, 640):
+        run = store.record_batch(run, batch(*(f"c{n}" for n in range(start, start + 640))))
+    chunks, pairs = batch_payload(batch(*(f"c{n}" for n in range(6390, 6454))))
+    with psycopg.connect(db.url) as conn:  # one transaction: its own statistics
+        conn.execute(
+            "select dmflow_record_batch(%s, 0, %s, %s)", (run.id, Jsonb(chunks), Jsonb(pairs))
+        )
+        read = conn.execute(
+            "select seq_tup_read + idx_tup_fetch from pg_stat_xact_user_tables"
+            " where relname = 'deep_memory_training_chunks'"
+        ).fetchone()
+    assert read is not None and read[0] <= 64, read
+    assert store.get_run(run.id).processed_chunks == 6454
 
 
 def test_a_batch_from_an_older_attempt_is_refused(db: Database, store: PostgresRunStore) -> None:
