@@ -71,13 +71,16 @@ _CHATTER = re.compile(
 
 
 _LETTERS = re.compile(r"[^\W\d_]+")
+_ASCII_LETTERS = re.compile(r"[a-z]+")
 
 
 def content_words(text: str) -> set[str]:
     """The text's content words, each cut to 5 letters: a cheap stem (`iterates` and
     `iteration` meet at `itera`; `topic0` is `topic`)."""
-    # Distinct words first (in C): a chunk repeats most of its words.
-    words = set(_LETTERS.findall(text.lower())) - _STOPWORDS
+    # Distinct words first (in C): a chunk repeats most of its words. ASCII text takes
+    # the plain pattern, twice as fast as the Unicode letter class it agrees with there.
+    lowered = text.lower()
+    words = set((_ASCII_LETTERS if lowered.isascii() else _LETTERS).findall(lowered)) - _STOPWORDS
     return {w[:5] for w in words if len(w) >= 3}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import operator
 import re
 import zlib
 from collections import Counter
@@ -54,26 +55,43 @@ def key_phrases(text: str, limit: int) -> list[str]:
     # a chunk: it is the local pipeline's hot path.
     tokens = _TOKEN.findall(text.lower())
     counts = Counter(tokens)
-    for token in list(counts):
-        if len(token) <= 2 or token in _STOPWORDS:
-            del counts[token]
+    for token in _STOPWORDS.intersection(counts):
+        del counts[token]
+    for token in [token for token in counts if len(token) <= 2]:
+        del counts[token]
     if not counts:
         return []
-    first_seen = {token: index for index, token in reversed(list(enumerate(tokens)))}
-    pairs = Counter(itertools.pairwise(tokens))
-    repeated_pairs = [
-        f"{left} {right}"
-        for (left, right), seen in pairs.most_common()
-        if seen > 1 and left != right and left in counts and right in counts
-    ][:3]
+    # Each token's first index: the last write wins, and the writes go backwards.
+    first_seen = dict(zip(reversed(tokens), range(len(tokens) - 1, -1, -1), strict=True))
+    # Most seen first, ties in order of appearance: what `most_common()` gives, sorted
+    # after the filter rather than before it.
+    repeated = sorted(
+        (
+            (pair, seen)
+            for pair, seen in Counter(itertools.pairwise(tokens)).items()
+            if seen > 1 and pair[0] != pair[1] and pair[0] in counts and pair[1] in counts
+        ),
+        key=operator.itemgetter(1),
+        reverse=True,
+    )
+    repeated_pairs = [f"{left} {right}" for (left, right), _ in repeated[:3]]
 
-    def rank(term: str) -> tuple[float, int]:
-        code_like = 1.5 if ("_" in term or "." in term or "(" in term) else 0.0
-        early = 1.0 if first_seen[term] < 40 else 0.0
-        return (-(counts[term] * (1 + len(term) / 12) + code_like + early), first_seen[term])
-
+    # Ranked by weight (frequent, long, code-like, early terms first), then by first
+    # appearance, which no two terms share. One comprehension: no call per term.
+    ranked = [
+        (
+            -(
+                seen * (1 + len(term) / 12)
+                + (1.5 if ("_" in term or "." in term or "(" in term) else 0.0)
+                + (1.0 if first_seen[term] < 40 else 0.0)
+            ),
+            first_seen[term],
+            term,
+        )
+        for term, seen in counts.items()
+    ]
     phrases = repeated_pairs
-    for term in heapq.nsmallest(limit * 3, counts, key=rank):
+    for _, _, term in heapq.nsmallest(limit * 3, ranked):
         if len(phrases) >= limit:
             break
         if not any(term in p.split() for p in phrases):
