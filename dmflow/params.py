@@ -61,8 +61,9 @@ class RunParams(BaseModel):
     the whole dataset (and its documents); `in_order`, the dataset's first rows."""
     sample_seed: int = 7
     """Picks the spread sample: the same seed, dataset and cap give the same chunks."""
-    batch_size: BatchSize = 64
-    """Chunks per Prefect task and per database transaction."""
+    batch_size: BatchSize = 256
+    """Chunks per Prefect task (1-1000). Each task run costs Prefect's server ~30 ms of
+    CPU and three events: the local generator asks 256 chunks in about as long."""
     train: bool = True
     """False: the run waits at `generated` for review; `dmflow recover` trains it."""
     trainer: Literal["local", "managed"] = "local"

@@ -74,7 +74,7 @@ async def training_run(
     max_pairs: MaxPairs = 5000,
     sample: Literal["spread", "in_order"] = "spread",
     sample_seed: int = 7,
-    batch_size: BatchSize = 64,
+    batch_size: BatchSize = 256,
     train: bool = True,
     trainer: Literal["local", "managed"] = "local",
     embedder: OptionalText = BLANK,
