@@ -70,5 +70,44 @@ def synthetic_dataset(path: Path, chunks: int) -> Path:
     return path
 
 
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
+
+
+def _descendants(root_pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = int(fields[1])
+    found = {root_pid}
+    while grown := {pid for pid, parent in parents.items() if parent in found} - found:
+        found |= grown
+    return found
+
+
+def cpu_seconds(pids: set[int]) -> float:
+    """User + system CPU seconds so far of these processes (Linux)."""
+    ticks = 0
+    for pid in pids:
+        if (fields := _stat(pid)) is not None:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def neighbour_processes(root: Path) -> dict[str, set[int]]:
+    """The processes that work with a benchmark's run: Prefect's temporary server (a child
+    of this process) and the PostgreSQL server of `bench_environment(root)`."""
+    children = _descendants(os.getpid()) - {os.getpid()}
+    postmaster = next(root.rglob("postmaster.pid"), None)
+    postgres = (
+        _descendants(int(postmaster.read_text().split()[0])) if postmaster is not None else set()
+    )
+    return {"prefect_server": children - postgres, "postgres": postgres}
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
