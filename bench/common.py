@@ -44,13 +44,17 @@ def bench_environment(durable: bool = False) -> Iterator[Path]:
         shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
 
 
-def synthetic_dataset(path: Path, chunks: int) -> Path:
-    """`chunks` real documentation chunks (the large sample corpus, cycled with new ids)."""
+def synthetic_dataset(path: Path, chunks: int, *, embed_each: bool = True) -> Path:
+    """`chunks` real documentation chunks (the large sample corpus, cycled with new ids).
+    `embed_each=False` embeds each corpus text once, without its "[part n]" prefix: for
+    benchmarks that never read the embeddings, where embedding every row of a
+    1,000,000-chunk dataset took longer than the run itself."""
     deeplake = import_deeplake()
     from deeplake.constants import DEFAULT_VECTORSTORE_TENSORS
 
     corpus = [c.text for c in sample_chunks(large=True)]
     embedder = HashingEmbedder()
+    shared = None if embed_each else np.asarray(embedder.embed(corpus), np.float32)
     dataset = deeplake.empty(str(path), overwrite=True, verbose=False)
     with dataset:
         for spec in DEFAULT_VECTORSTORE_TENSORS:
@@ -58,13 +62,18 @@ def synthetic_dataset(path: Path, chunks: int) -> Path:
         for start in range(0, chunks, 1000):
             stop = min(chunks, start + 1000)
             texts = [f"[part {n}] {corpus[n % len(corpus)]}" for n in range(start, stop)]
+            embeddings = (
+                np.asarray(embedder.embed(texts), np.float32)
+                if shared is None
+                else shared[[n % len(corpus) for n in range(start, stop)]]
+            )
             dataset.extend(
                 {
                     "id": [f"chunk-{n:06d}" for n in range(start, stop)],
                     "text": texts,
                     # documents of 20 chunks, ingested one after another
                     "metadata": [{"doc_id": f"doc-{n // 20}"} for n in range(start, stop)],
-                    "embedding": np.asarray(embedder.embed(texts), np.float32),
+                    "embedding": embeddings,
                 }
             )
     return path

@@ -16,13 +16,20 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 SIZES = tuple(int(n) for n in os.environ.get("BENCH_A_SIZES", "20000,100000").split(","))
 
 
-def measure(chunks: int) -> dict[str, float]:
+def make_dataset(path: Path, chunks: int) -> None:
+    from bench.common import synthetic_dataset
+
+    synthetic_dataset(path, chunks, embed_each=False)
+
+
+def measure(chunks: int, dataset: Path) -> dict[str, float]:
     from bench.common import (
         bench_environment,
         cpu_seconds,
@@ -35,7 +42,6 @@ def measure(chunks: int) -> dict[str, float]:
     from flows.generation import generate_training_data
 
     with bench_environment() as root:
-        dataset = synthetic_dataset(root / "dataset", chunks)
         warmup = synthetic_dataset(root / "warmup", 64)
         store = open_store(Settings())
         # The first flow call starts Prefect's temporary server: keep it out of the figure.
@@ -69,20 +75,31 @@ def measure(chunks: int) -> dict[str, float]:
         }
 
 
+def _in_a_process(*args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.generation_local", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parent.parent,
+    ).stdout
+
+
 def main() -> None:
-    if len(sys.argv) == 2:
-        print(json.dumps(measure(int(sys.argv[1]))))
+    if len(sys.argv) == 4 and sys.argv[1] == "make":
+        make_dataset(Path(sys.argv[2]), int(sys.argv[3]))
+        return
+    if len(sys.argv) == 3:
+        print(json.dumps(measure(int(sys.argv[1]), Path(sys.argv[2]))))
         return
     print("benchmark a: local generator, end to end into Postgres")
     for size in SIZES:
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.generation_local", str(size)],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent.parent,
-        )
-        figures = json.loads(out.stdout.strip().splitlines()[-1])
+        # Made in a process of its own: making a dataset peaks higher than the run.
+        with tempfile.TemporaryDirectory(prefix="dmflow-bench-a-") as scratch:
+            dataset = Path(scratch) / "dataset"
+            _in_a_process("make", str(dataset), str(size))
+            out = _in_a_process(str(size), str(dataset))
+        figures = json.loads(out.strip().splitlines()[-1])
         growth = figures["peak_rss_mib"] - figures["peak_rss_mib_before"]
         print(
             f"  {figures['chunks']:>6} chunks: {figures['chunks_per_s']:>7.1f} chunks/s "
