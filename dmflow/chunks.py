@@ -21,8 +21,11 @@ from dmflow.settings import Settings
 
 REQUIRED_TENSORS = ("id", "text")
 
-STREAMING_CACHE_MB = 16
-"""Generation reads each window once: a cache only has to hold the chunk being read."""
+STREAMING_CACHE_MB = 64
+"""Generation reads each window once, so the cache only has to hold the storage chunk of
+each tensor being read together (id, text, metadata): up to deeplake's largest chunk
+(16 MB) each, with room to spare. At 16 MB, a dataset of short ids filled past that (from
+~670,000 chunks) read its whole id chunk from disk again for every row."""
 ID_CHECK_WINDOW = 8_192
 """Ids read at a time by the whole-dataset scans. deeplake hands each id over as an
 array of its own (~700 bytes a row while a window is read): 65,536 at a time raised the

@@ -133,3 +133,40 @@ def test_a_dataset_changed_after_its_check_is_checked_again(make_dataset: MakeDa
         )
     with ids_checked_by_the_caller(checked), pytest.raises(ChunkSourceError, match="duplicate"):
         DeepLakeChunkSource(path)
+
+
+def test_a_storage_chunk_as_large_as_deeplake_makes_it_is_read_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Short ids, appended 1,000 at a time as an ingest does, fill storage chunks up to
+    deeplake's largest size (16 MB; 700,000 ids here, the first 670,000 of a 1,000,000
+    chunk store). With a cache smaller than that, the id check read the whole storage
+    chunk from disk again for every row: over 16 minutes for 1,000,000 chunks."""
+    deeplake = import_deeplake()
+    from deeplake.core.storage.local import LocalProvider
+
+    path = str(tmp_path / "large-chunks")
+    dataset = deeplake.empty(path, overwrite=True, verbose=False)
+    with dataset:
+        dataset.create_tensor("id", htype="text")
+        dataset.create_tensor("text", htype="text")
+        for start in range(0, 700_000, 1_000):
+            ids = [f"chunk-{n:06d}" for n in range(start, start + 1_000)]
+            dataset.id.extend(ids)  # a tensor at a time: 10x faster to make
+            dataset.text.extend(ids)
+    reads: dict[str, int] = {}
+    read = LocalProvider.__getitem__
+
+    def counted(self: LocalProvider, key: str) -> bytes:
+        if "/chunks/" in key:
+            reads[key] = reads.get(key, 0) + 1
+            if reads[key] > 3:  # read again and again: stop at once, not in minutes
+                raise AssertionError(f"{key} read {reads[key]} times")
+        return read(self, key)
+
+    monkeypatch.setattr(LocalProvider, "__getitem__", counted)
+    source = DeepLakeChunkSource(path)  # checks every id
+    assert source.total == 700_000
+    largest = max(Path(path, key).stat().st_size for key in reads)
+    assert largest > 14_000_000, largest  # the case: a chunk near deeplake's largest
+    assert max(reads.values()) == 1, reads
