@@ -107,8 +107,13 @@ def _measure() -> tracemalloc.Snapshot:
     return _not_deeplake(tracemalloc.take_snapshot())
 
 
-def _objects_by_line(after: tracemalloc.Snapshot, before: tracemalloc.Snapshot) -> dict[str, int]:
-    return {str(stat.traceback[0]): stat.count_diff for stat in after.compare_to(before, "lineno")}
+def _grown(after: tracemalloc.Snapshot, before: tracemalloc.Snapshot) -> tuple[int, dict[str, int]]:
+    """Bytes more in all, and objects more at each line of code."""
+    by_line = after.compare_to(before, "lineno")
+    return (
+        sum(stat.size_diff for stat in by_line),
+        {str(stat.traceback[0]): stat.count_diff for stat in by_line},
+    )
 
 
 @pytest.mark.usefixtures("events_dropped")
@@ -147,12 +152,7 @@ def test_live_memory_left_by_the_asking_does_not_grow_with_the_dataset(
             asyncio.run(generate_training_data(run.id))
             done = store.get_run(run.id)
             assert done.status is RunStatus.GENERATED and done.processed_chunks == size
-            after = at_finish[-1]
-            grown[size] = (
-                sum(s.size for s in after.statistics("filename"))
-                - sum(s.size for s in before.statistics("filename")),
-                _objects_by_line(after, before),
-            )
+            grown[size] = _grown(at_finish[-1], before)
     finally:
         tracemalloc.stop()
     (small_bytes, small_objects), (large_bytes, large_objects) = grown[SMALL], grown[LARGE]
