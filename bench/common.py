@@ -59,23 +59,21 @@ def synthetic_dataset(path: Path, chunks: int, *, embed_each: bool = True) -> Pa
     with dataset:
         for spec in DEFAULT_VECTORSTORE_TENSORS:
             dataset.create_tensor(**dict(spec))
-        for start in range(0, chunks, 1000):
-            stop = min(chunks, start + 1000)
+        # Per tensor and 10,000 rows at a time: `dataset.extend` of all four tensors
+        # together took ~16 min for a 1,000,000-chunk dataset; this takes ~41 s.
+        for start in range(0, chunks, 10_000):
+            stop = min(chunks, start + 10_000)
             texts = [f"[part {n}] {corpus[n % len(corpus)]}" for n in range(start, stop)]
             embeddings = (
                 np.asarray(embedder.embed(texts), np.float32)
                 if shared is None
                 else shared[[n % len(corpus) for n in range(start, stop)]]
             )
-            dataset.extend(
-                {
-                    "id": [f"chunk-{n:06d}" for n in range(start, stop)],
-                    "text": texts,
-                    # documents of 20 chunks, ingested one after another
-                    "metadata": [{"doc_id": f"doc-{n // 20}"} for n in range(start, stop)],
-                    "embedding": embeddings,
-                }
-            )
+            dataset.id.extend([f"chunk-{n:06d}" for n in range(start, stop)])
+            dataset.text.extend(texts)
+            # documents of 20 chunks, ingested one after another
+            dataset.metadata.extend([{"doc_id": f"doc-{n // 20}"} for n in range(start, stop)])
+            dataset.embedding.extend(embeddings)
     return path
 
 

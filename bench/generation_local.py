@@ -4,7 +4,7 @@ Prints chunks/s, peak RSS, how much the process grew during the run, and the CPU
 seconds spent in the flow's process, in Prefect's temporary server and in PostgreSQL,
 for a 20,000 and a 100,000 chunk dataset, each in a fresh process (peak RSS only
 grows). Targets: >= 1,500 chunks/s and growth <= 64 MiB at any size up to 1,000,000
-chunks (`BENCH_A_SIZES=1000000`: about 25 min here, most of it making the dataset).
+chunks (`BENCH_A_SIZES=1000000`: about 11 min here).
 
     uv run python -m bench.generation_local
 """
