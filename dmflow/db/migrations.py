@@ -37,12 +37,15 @@ class Migration:
 
 
 def default_migrations_dir() -> Path:
-    """The repository's `supabase/migrations`, or the copy packed into a wheel."""
+    """The copy packed into an installed wheel, or the repository's `supabase/migrations`."""
     package_dir = Path(__file__).resolve().parent.parent
-    for candidate in (package_dir.parent / "supabase" / "migrations", package_dir / "_migrations"):
+    for candidate in (package_dir / "_migrations", package_dir.parent / "supabase" / "migrations"):
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(f"no migrations directory next to {package_dir}")
+    raise FileNotFoundError(
+        f"no migrations next to {package_dir}: dmflow is installed without its SQL; "
+        "reinstall it from a wheel built by `pip wheel` or `uv build`"
+    )
 
 
 def discover(directory: Path | None = None) -> list[Migration]:
