@@ -28,6 +28,7 @@ from dmflow.generation.local import LocalQuestionGenerator
 from dmflow.models import TrainingPair
 from dmflow.sample import build_sample_dataset
 from dmflow.sampling import plan_sample, target_chunks
+from dmflow.testing.asking import ask
 from dmflow.training.evaluation import is_held_out
 from dmflow.training.local import LocalAdapterTrainer
 
@@ -63,8 +64,9 @@ def rows_report(root: Path, chunks: int = 100_000, max_pairs: int = 5000) -> Non
 
 def pairs_by_chunk(dataset: Path) -> tuple[list[str], dict[str, list[TrainingPair]]]:
     chunks = [c for batch in DeepLakeChunkSource(str(dataset)).batches(1000) for c in batch]
-    batch = asyncio.run(LocalQuestionGenerator(QUESTIONS).generate(chunks))
-    by_chunk = {result.chunk_id: result.pairs() for result in batch.results}
+    by_chunk: dict[str, list[TrainingPair]] = {}
+    for pair in asyncio.run(ask(LocalQuestionGenerator(QUESTIONS), chunks)).pairs():
+        by_chunk.setdefault(pair.chunk_id, []).append(pair)
     return [c.id for c in chunks], by_chunk
 
 

@@ -20,14 +20,14 @@ from dmflow.chunks import DeepLakeChunkSource
 from dmflow.generation.local import LocalQuestionGenerator
 from dmflow.models import TrainingPair
 from dmflow.sample import build_sample_dataset
+from dmflow.testing.asking import ask
 from dmflow.training.evaluation import split_by_chunk
 from dmflow.training.local import LocalAdapterTrainer
 
 
 def pairs_of(dataset: Path, limit: int | None = None) -> list[TrainingPair]:
     chunks = [c for batch in DeepLakeChunkSource(str(dataset)).batches(1000) for c in batch]
-    batch = asyncio.run(LocalQuestionGenerator(4).generate(chunks))
-    pairs = [pair for result in batch.results for pair in result.pairs()]
+    pairs = asyncio.run(ask(LocalQuestionGenerator(4), chunks)).pairs()
     return pairs[:limit] if limit else pairs
 
 

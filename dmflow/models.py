@@ -144,12 +144,6 @@ class ChunkResult(BaseModel):
     def skipped(cls, chunk_id: str, reason: str) -> Self:
         return cls(chunk_id=chunk_id, outcome=ChunkOutcome.SKIPPED, reason=reason)
 
-    def pairs(self) -> list[TrainingPair]:
-        return [
-            TrainingPair(question_text=q, chunk_id=self.chunk_id, chunk_preview=self.chunk_preview)
-            for q in self.questions
-        ]
-
     def ledger_row(self) -> dict[str, Any]:
         return {
             "chunk_id": self.chunk_id,

@@ -67,7 +67,8 @@ def test_take_hands_over_everything_once_and_close_ends_the_wait() -> None:
         answers.count("requests", 2)
         answers.count("requests", 1)
         batch = answers.take()
-        emptied = answers.empty
+        again = answers.take()
+        emptied = not again.results and not again.usage and answers.pending == 0
         asyncio.get_running_loop().call_later(0.05, answers.close)
         ready = await answers.ready(16, within_s=30)
         return [r.chunk_id for r in batch.results], batch.usage, emptied, ready

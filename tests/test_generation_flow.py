@@ -17,6 +17,7 @@ from dmflow.chunks import Chunk
 from dmflow.generation.local import LocalQuestionGenerator
 from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
+from dmflow.testing.asking import ask
 from flows.generation import generate_training_data
 from tests.fixtures import llm_server as scripts
 from tests.fixtures.llm_server import LLMServer
@@ -117,7 +118,7 @@ def test_resume_skips_recorded_chunks(
 ) -> None:
     run = store.create_run(sample_dataset, params={"generator": "openai"})
     first = [Chunk(i, t) for i, t in list(sample_texts.items())[:100]]
-    batch = asyncio.run(LocalQuestionGenerator().generate(first))
+    batch = asyncio.run(ask(LocalQuestionGenerator(), first))
     run = store.record_batch(run, batch.results, batch.usage)
 
     asyncio.run(generate_training_data(run.id))

@@ -20,6 +20,7 @@ from dmflow.redaction import describe, scrub
 from dmflow.status import RunStatus
 from dmflow.store.base import record_storable
 from dmflow.store.postgres import PostgresRunStore
+from dmflow.testing.asking import ask
 from flows.generation import generate_training_data
 from tests.fixtures.cli import CliRunner, clean_env
 from tests.fixtures.datasets import MakeDataset
@@ -272,12 +273,11 @@ def test_an_endpoint_echoing_the_key_leaves_it_out_of_the_skip_reason(
         backoff_base_s=0.01,
         outage_wait_s=0.5,
     )
-    one_chunk = OpenAIQuestionGenerator(config).generate([Chunk("c1", "some text about valves")])
-    one = asyncio.run(one_chunk)
+    one = asyncio.run(ask(OpenAIQuestionGenerator(config), [Chunk("c1", "some text about valves")]))
     assert [c.id for c in one.unanswered] == ["c1"]  # a transport failure: asked again later
     chunks = [Chunk(f"c{n}", f"some text about valves {n}") for n in range(6)]
     with pytest.raises(Exception) as failed:  # every request failed: the endpoint is down
-        asyncio.run(OpenAIQuestionGenerator(config).generate(chunks))
+        asyncio.run(ask(OpenAIQuestionGenerator(config), chunks))
     assert key not in str(failed.value)
     assert "***" in str(failed.value)
 

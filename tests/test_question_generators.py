@@ -17,6 +17,7 @@ from dmflow.generation.local import LocalQuestionGenerator
 from dmflow.generation.openai_compatible import OpenAIGeneratorConfig, OpenAIQuestionGenerator
 from dmflow.generation.outage import EndpointOutage
 from dmflow.models import ChunkOutcome
+from dmflow.testing.asking import ask
 from tests.fixtures import llm_server as scripts
 from tests.fixtures.llm_server import LLMServer, Reply
 
@@ -103,8 +104,8 @@ def test_parsing_model_replies() -> None:
 
 def test_local_generator_is_deterministic_and_offline(sample_texts: dict[str, str]) -> None:
     chunks = [Chunk(i, t) for i, t in list(sample_texts.items())[:50]]
-    first = asyncio.run(LocalQuestionGenerator(4).generate(chunks))
-    second = asyncio.run(LocalQuestionGenerator(4).generate(chunks))
+    first = asyncio.run(ask(LocalQuestionGenerator(4), chunks))
+    second = asyncio.run(ask(LocalQuestionGenerator(4), chunks))
     assert first.results == second.results
     done = [r for r in first.results if r.outcome is ChunkOutcome.DONE]
     assert len(done) == len(chunks)
@@ -113,7 +114,7 @@ def test_local_generator_is_deterministic_and_offline(sample_texts: dict[str, st
 
 
 def test_local_generator_skips_chunks_without_text() -> None:
-    batch = asyncio.run(LocalQuestionGenerator(4).generate([Chunk("e", "  "), Chunk("s", "a b")]))
+    batch = asyncio.run(ask(LocalQuestionGenerator(4), [Chunk("e", "  "), Chunk("s", "a b")]))
     assert [(r.outcome, r.reason) for r in batch.results] == [
         (ChunkOutcome.SKIPPED, "no usable questions: too little text")
     ] * 2
@@ -123,7 +124,7 @@ def test_local_generator_skips_chunks_without_text() -> None:
 
 
 def test_valid_json(llm_server: LLMServer) -> None:
-    batch = asyncio.run(openai_generator(llm_server).generate(CHUNKS))
+    batch = asyncio.run(ask(openai_generator(llm_server), CHUNKS))
     assert all(r.outcome is ChunkOutcome.DONE and len(r.questions) == 4 for r in batch.results)
     assert batch.usage["requests"] == len(CHUNKS)
     assert batch.usage["prompt_tokens"] > 0 and batch.usage["completion_tokens"] > 0
@@ -132,14 +133,14 @@ def test_valid_json(llm_server: LLMServer) -> None:
 
 def test_prose_with_a_preamble(llm_server: LLMServer) -> None:
     llm_server.script = scripts.with_preamble
-    batch = asyncio.run(openai_generator(llm_server).generate(CHUNKS[:2]))
+    batch = asyncio.run(ask(openai_generator(llm_server), CHUNKS[:2]))
     assert batch.results[0].questions[0] == "What does the passage explain about chunk?"
     assert all(llm_server.requests_for(c.text) == 1 for c in CHUNKS[:2])
 
 
 def test_malformed_json_is_retried_then_skipped(llm_server: LLMServer) -> None:
     llm_server.script = scripts.malformed
-    batch = asyncio.run(openai_generator(llm_server, max_attempts=3).generate(CHUNKS[:2]))
+    batch = asyncio.run(ask(openai_generator(llm_server, max_attempts=3), CHUNKS[:2]))
     assert [r.reason for r in batch.results] == ["malformed output after 3 tries"] * 2
     assert all(llm_server.requests_for(c.text) == 3 for c in CHUNKS[:2])
 
@@ -148,21 +149,21 @@ def test_malformed_then_valid(llm_server: LLMServer) -> None:
     llm_server.script = lambda text, n: (
         scripts.malformed(text, n) if n == 1 else scripts.valid_json(text, n)
     )
-    batch = asyncio.run(openai_generator(llm_server).generate(CHUNKS[:1]))
+    batch = asyncio.run(ask(openai_generator(llm_server), CHUNKS[:1]))
     assert batch.results[0].outcome is ChunkOutcome.DONE
     assert batch.usage["retries"] == 1
 
 
 def test_duplicates_are_folded(llm_server: LLMServer) -> None:
     llm_server.script = scripts.duplicates
-    batch = asyncio.run(openai_generator(llm_server).generate(CHUNKS[:1]))
+    batch = asyncio.run(ask(openai_generator(llm_server), CHUNKS[:1]))
     assert batch.results[0].questions == ("What does the passage explain about chunk?",)
 
 
 def test_429_honours_retry_after(llm_server: LLMServer) -> None:
     llm_server.script = scripts.rate_limited_first(2, retry_after_s=0.3)
     started = time.monotonic()
-    batch = asyncio.run(openai_generator(llm_server).generate(CHUNKS[:1]))
+    batch = asyncio.run(ask(openai_generator(llm_server), CHUNKS[:1]))
     elapsed = time.monotonic() - started
     assert batch.results[0].outcome is ChunkOutcome.DONE
     assert llm_server.requests_for(CHUNKS[0].text) == 3
@@ -172,14 +173,14 @@ def test_429_honours_retry_after(llm_server: LLMServer) -> None:
 
 def test_500_is_retried(llm_server: LLMServer) -> None:
     llm_server.script = scripts.server_error_first(2)
-    batch = asyncio.run(openai_generator(llm_server).generate(CHUNKS[:3]))
+    batch = asyncio.run(ask(openai_generator(llm_server), CHUNKS[:3]))
     assert all(r.outcome is ChunkOutcome.DONE for r in batch.results)
     assert all(llm_server.requests_for(c.text) == 3 for c in CHUNKS[:3])
 
 
 def test_slow_responses_time_out_and_are_retried(llm_server: LLMServer) -> None:
     llm_server.script = scripts.slow_first(1, delay_s=1.5)
-    batch = asyncio.run(openai_generator(llm_server, timeout_s=0.5).generate(CHUNKS[:2]))
+    batch = asyncio.run(ask(openai_generator(llm_server, timeout_s=0.5), CHUNKS[:2]))
     assert all(r.outcome is ChunkOutcome.DONE for r in batch.results)
     assert all(llm_server.requests_for(c.text) == 2 for c in CHUNKS[:2])
 
@@ -191,7 +192,7 @@ def test_a_chunk_whose_requests_always_fail_is_left_unanswered_not_skipped(
     llm_server.script = lambda text, n: (
         Reply(500, "{}") if text == bad else scripts.valid_json(text, n)
     )
-    batch = asyncio.run(openai_generator(llm_server, max_attempts=2).generate(CHUNKS[:3]))
+    batch = asyncio.run(ask(openai_generator(llm_server, max_attempts=2), CHUNKS[:3]))
     # No result: a transport failure is never a reason to skip a chunk for good.
     assert [c.id for c in batch.unanswered] == ["c0"]
     assert [r.chunk_id for r in batch.results] == ["c1", "c2"]
@@ -204,7 +205,7 @@ def test_an_endpoint_down_for_longer_than_the_wait_fails_the_run(llm_server: LLM
     generator = openai_generator(llm_server, max_attempts=2, outage_wait_s=1.5, concurrency=4)
     started = time.monotonic()
     with pytest.raises(EndpointOutage, match=r"failed every request for \d+ s \(503"):
-        asyncio.run(generator.generate(CHUNKS))
+        asyncio.run(ask(generator, CHUNKS))
     assert 1.5 <= time.monotonic() - started < 5
     # Once it is known down, one probe at a time: not every chunk's every try.
     assert llm_server.total_requests <= 5 + 6
@@ -221,7 +222,7 @@ def test_an_outage_holds_the_chunks_and_costs_them_no_try(llm_server: LLMServer)
     # failures in a row; with 2 tries a chunk could spend both before the 5th in a row.
     # (Such a chunk is left unanswered and asked again, never skipped.)
     generator = openai_generator(llm_server, max_attempts=3, outage_wait_s=30, concurrency=4)
-    batch = asyncio.run(generator.generate(chunks))
+    batch = asyncio.run(ask(generator, chunks))
     assert batch.unanswered == []
     assert [r.outcome for r in batch.results] == [ChunkOutcome.DONE] * len(chunks)
     # 5 failures in a row show the outage, the 3 other requests in flight fail too, then
@@ -233,7 +234,7 @@ def test_an_outage_holds_the_chunks_and_costs_them_no_try(llm_server: LLMServer)
 def test_bad_api_key_fails_the_run_at_once(llm_server: LLMServer) -> None:
     llm_server.script = scripts.unauthorized
     with pytest.raises(GenerationFailed, match="DMFLOW_LLM_API_KEY"):
-        asyncio.run(openai_generator(llm_server).generate(CHUNKS[:3]))
+        asyncio.run(ask(openai_generator(llm_server), CHUNKS[:3]))
     assert llm_server.total_requests <= 3  # no retries of a refused key
 
 
@@ -241,7 +242,7 @@ def test_concurrency_is_bounded(llm_server: LLMServer) -> None:
     llm_server.latency_s = 0.2
     generator = openai_generator(llm_server, concurrency=3)
     started = time.monotonic()
-    asyncio.run(generator.generate(CHUNKS))  # 6 requests, 3 at a time: two rounds
+    asyncio.run(ask(generator, CHUNKS))  # 6 requests, 3 at a time: two rounds
     assert time.monotonic() - started >= 0.4
 
 
@@ -249,7 +250,7 @@ def test_requests_per_minute_are_limited(llm_server: LLMServer) -> None:
     # 60/min -> 1/s with a 5 s burst: the 6th request must wait about a second
     generator = openai_generator(llm_server, requests_per_minute=60, concurrency=10)
     started = time.monotonic()
-    asyncio.run(generator.generate(CHUNKS))
+    asyncio.run(ask(generator, CHUNKS))
     assert time.monotonic() - started >= 0.8
 
 
@@ -257,7 +258,7 @@ def test_usage_cost_estimate(llm_server: LLMServer) -> None:
     generator = openai_generator(
         llm_server, cost_per_1k_prompt_tokens=1.0, cost_per_1k_completion_tokens=2.0
     )
-    usage = asyncio.run(generator.generate(CHUNKS[:2])).usage
+    usage = asyncio.run(ask(generator, CHUNKS[:2])).usage
     expected = usage["prompt_tokens"] / 1000 + 2 * usage["completion_tokens"] / 1000
     assert usage["cost_usd"] == pytest.approx(expected)
 
@@ -289,7 +290,7 @@ def test_assistant_chatter_and_questions_about_nothing_in_the_chunk_are_dropped(
 def test_one_question_per_request_for_small_models(llm_server: LLMServer) -> None:
     llm_server.script = scripts.one_question
     generator = openai_generator(llm_server, prompt="one_question")
-    batch = asyncio.run(generator.generate(CHUNKS[:2]))
+    batch = asyncio.run(ask(generator, CHUNKS[:2]))
     assert all(len(r.questions) == 4 for r in batch.results)
     assert all(llm_server.requests_for(c.text) == 4 for c in CHUNKS[:2])
     assert "retries" not in batch.usage
@@ -305,7 +306,7 @@ def test_after_an_unusable_list_the_next_try_asks_for_one_question(llm_server: L
         return scripts.one_question(text, attempt)
 
     llm_server.script = paraphrases_a_list
-    batch = asyncio.run(openai_generator(llm_server, max_attempts=3).generate(CHUNKS[:1]))
+    batch = asyncio.run(ask(openai_generator(llm_server, max_attempts=3), CHUNKS[:1]))
     [result] = batch.results
     assert result.outcome is ChunkOutcome.DONE and len(result.questions) == 2
     assert batch.usage["retries"] == 1 and batch.usage["replies_malformed"] == 1
@@ -322,7 +323,7 @@ def test_a_chunk_keeps_its_slot_through_its_tries(llm_server: LLMServer) -> None
         return failing(text, attempt)
 
     llm_server.script = record
-    batch = asyncio.run(openai_generator(llm_server, concurrency=2).generate(CHUNKS))
+    batch = asyncio.run(ask(openai_generator(llm_server, concurrency=2), CHUNKS))
     assert all(r.outcome is ChunkOutcome.DONE for r in batch.results)
     open_chunks: set[str] = set()
     most = 0

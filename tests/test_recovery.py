@@ -16,6 +16,7 @@ from dmflow.settings import Settings
 from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
 from dmflow.sweep_report import sweep_line
+from dmflow.testing.asking import ask
 from flows.generation import generate_training_data
 from flows.recovery import recover_failed_runs, recover_training_run
 from tests.fixtures.cli import CliRunner, clean_env
@@ -26,7 +27,7 @@ from tests.fixtures.postgres import Database
 def half_generated_then_failed(store: PostgresRunStore, dataset: str) -> TrainingRun:
     run = store.create_run(dataset, params={"generator": "local", "poll_intervals_s": [0.2]})
     chunks = next(DeepLakeChunkSource(dataset).batches(100))
-    batch = asyncio.run(LocalQuestionGenerator().generate(chunks))
+    batch = asyncio.run(ask(LocalQuestionGenerator(), chunks))
     run = store.record_batch(run, batch.results, batch.usage)
     return store.transition(run, RunStatus.GENERATING_FAILED, error_message="LLM outage")
 

@@ -15,6 +15,7 @@ from dmflow.generation.local import LocalQuestionGenerator
 from dmflow.models import TrainingPair
 from dmflow.status import RunStatus
 from dmflow.store.postgres import PostgresRunStore
+from dmflow.testing.asking import ask
 from dmflow.training.base import JobState, TrainingError
 from dmflow.training.evaluation import is_held_out, recall_at_k, split_by_chunk
 from dmflow.training.local import LocalAdapterTrainer, adapter_dir
@@ -27,8 +28,7 @@ from tests.fixtures.postgres import Database
 @pytest.fixture(scope="module")
 def sample_pairs(sample_dataset: str) -> list[TrainingPair]:
     chunks = [c for batch in DeepLakeChunkSource(sample_dataset).batches(500) for c in batch]
-    batch = asyncio.run(LocalQuestionGenerator(4).generate(chunks))
-    return [pair for result in batch.results for pair in result.pairs()]
+    return asyncio.run(ask(LocalQuestionGenerator(4), chunks)).pairs()
 
 
 def wait_for(trainer: LocalAdapterTrainer, job_id: str, timeout: float = 120) -> None:

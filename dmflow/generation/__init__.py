@@ -1,5 +1,5 @@
 """Question generation: the `QuestionGenerator` protocol, its implementations, cleaning."""
 
-from dmflow.generation.base import GeneratedBatch, GenerationFailed, QuestionGenerator
+from dmflow.generation.base import GenerationFailed, QuestionGenerator
 
-__all__ = ["GeneratedBatch", "GenerationFailed", "QuestionGenerator"]
+__all__ = ["GenerationFailed", "QuestionGenerator"]

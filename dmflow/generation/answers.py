@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from uuid import UUID, uuid4
 
 from dmflow.chunks import Chunk
 from dmflow.errors import DmflowError
-from dmflow.generation.base import GeneratedBatch
 from dmflow.models import ChunkResult
 
 UNRECORDED_LIMIT = 16
@@ -26,6 +27,18 @@ while a record is written, chunks answered meanwhile take the room of requests n
 and the asking goes on (with a room of its own for each, every record's ~40 ms stopped
 a quarter of the requests at concurrency 64). What a database outage or a kill can
 cost: every slot in flight and 16 answered."""
+
+
+@dataclass
+class AnswersToRecord:
+    """What one record stores: finished chunks and the usage counted since the last."""
+
+    results: list[ChunkResult]
+    """Each chunk done with questions, or skipped with its reason."""
+    usage: dict[str, float] = field(default_factory=dict)
+    """Requests, tokens and estimated cost."""
+    key: UUID = field(default_factory=uuid4)
+    """Recorded with it: its usage counts once, however often a retry records it."""
 
 
 class RecordingStopped(DmflowError):
@@ -120,13 +133,9 @@ class Answers:
         self._stopped = True
         await self._wake_room()
 
-    @property
-    def empty(self) -> bool:
-        return not self._results and not self._usage
-
-    def take(self) -> GeneratedBatch:
+    def take(self) -> AnswersToRecord:
         """Everything finished so far, leaving this empty."""
-        batch = GeneratedBatch(results=self._results, usage=self._usage)
+        batch = AnswersToRecord(results=self._results, usage=self._usage)
         self._recording += len(self._results)
         self._results, self._usage, self._oldest_at = [], {}, None
         return batch

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 from dmflow.chunks import Chunk
 from dmflow.generation.answers import Answers
-from dmflow.generation.base import GeneratedBatch
 from dmflow.generation.cleaning import clean_questions
 from dmflow.models import ChunkResult
 
@@ -118,24 +117,15 @@ class LocalQuestionGenerator:
     def __init__(self, questions_per_chunk: int = 4) -> None:
         self.questions_per_chunk = questions_per_chunk
 
-    async def generate(
-        self, chunks: Sequence[Chunk], answers: Answers | None = None
-    ) -> GeneratedBatch:
-        if answers is not None:
-            # Nothing is paid here, so a looser bound than the LLM's: enough to keep the
-            # recorder busy, and a database that does not answer still stops the work.
-            await answers.room(UNRECORDED_LIMIT_LOCAL)
-        results = []
+    async def generate(self, chunks: Sequence[Chunk], answers: Answers) -> None:
+        # Nothing is paid here, so a looser bound than the LLM's: enough to keep the
+        # recorder busy, and a database that does not answer still stops the work.
+        await answers.room(UNRECORDED_LIMIT_LOCAL)
         for chunk in chunks:
             questions = questions_for(chunk, self.questions_per_chunk)
-            result = (
+            answers.add(
                 ChunkResult.done(chunk.id, questions, chunk.text)
                 if questions
                 else ChunkResult.skipped(chunk.id, "no usable questions: too little text")
             )
-            results.append(result)
-            if answers is not None:
-                answers.add(result)
-        if answers is not None:
-            answers.count("chunks", len(chunks))
-        return GeneratedBatch(results=results, usage={"chunks": len(chunks)})
+        answers.count("chunks", len(chunks))

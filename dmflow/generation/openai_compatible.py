@@ -15,11 +15,9 @@ the endpoint is down: `EndpointBreaker` holds the asking until it answers again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections import Counter
 from collections.abc import Coroutine, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +25,7 @@ from pydantic import SecretStr
 
 from dmflow.chunks import Chunk
 from dmflow.generation.answers import Answers
-from dmflow.generation.base import GeneratedBatch, GenerationFailed
+from dmflow.generation.base import GenerationFailed
 from dmflow.generation.chat_http import (
     ChatEndpoint,
     ChatRequestFailed,
@@ -110,33 +108,25 @@ class OpenAIQuestionGenerator:
             threshold=config.outage_threshold, wait_s=config.outage_wait_s
         )
 
-    async def generate(
-        self, chunks: Sequence[Chunk], answers: Answers | None = None
-    ) -> GeneratedBatch:
-        tally = _BatchAnswers(answers)
+    async def generate(self, chunks: Sequence[Chunk], answers: Answers) -> None:
         async with self._endpoint:
-            outcomes = await _all_or_none(self._one(chunk, tally) for chunk in chunks)
-        return GeneratedBatch(
-            results=[o.result for o in outcomes if o.result is not None],
-            usage=tally.usage,
-            unanswered=[o.chunk for o in outcomes if o.result is None],
-        )
+            await _all_or_none(self._one(chunk, answers) for chunk in chunks)
 
-    async def _one(self, chunk: Chunk, tally: _BatchAnswers) -> _Outcome:
+    async def _one(self, chunk: Chunk, answers: Answers) -> _Outcome:
         # A chunk keeps its slot through all its tries: at most `concurrency` chunks are
         # being asked, each finishes before another starts, so answers are recorded at
         # the endpoint's pace and a kill loses at most `concurrency` chunks' requests.
         # (Taking a slot per request advanced every chunk in flight in lockstep: with a
         # slow endpoint, 128 chunks' first tries, then their second tries, ...)
         async with self._slots:
-            outcome = await self._answer(chunk, tally)
+            outcome = await self._answer(chunk, answers)
         if outcome.result is not None:
-            tally.done(outcome.result)
+            answers.add(outcome.result)
         else:
-            tally.give_up(chunk, outcome.problem)
+            answers.give_up(chunk, outcome.problem)
         return outcome
 
-    async def _answer(self, chunk: Chunk, usage: _BatchAnswers) -> _Outcome:
+    async def _answer(self, chunk: Chunk, usage: Answers) -> _Outcome:
         config = self.config
         passage = chunk.text[:MAX_PASSAGE_CHARS]
         n = config.questions_per_chunk
@@ -161,7 +151,7 @@ class OpenAIQuestionGenerator:
                 failed += 1
                 if failed >= config.max_attempts:
                     return _Outcome(chunk, None, f"request failed {failed} times: {problem}")
-                usage.add("retries", 1)
+                usage.count("retries", 1)
                 await asyncio.sleep(self._delay(failed - 1, problem.retry_after))
                 continue
             except _RefusedRequest as refused:
@@ -182,20 +172,20 @@ class OpenAIQuestionGenerator:
                 reason = f"{problem_text} after {tries} tries"
                 return _Outcome(chunk, ChunkResult.skipped(chunk.id, reason))
             if added_nothing:
-                usage.add("retries", 1)  # asked again after an unusable reply
+                usage.count("retries", 1)  # asked again after an unusable reply
             # The same prompt fails the same way: after an unusable reply, ask for one
             # question in plain words.
             style = "one_question"
 
     async def _request(
-        self, messages: list[dict[str, str]], estimated_tokens: int, usage: _BatchAnswers
+        self, messages: list[dict[str, str]], estimated_tokens: int, usage: Answers
     ) -> str | None:
         # Right before sending, with the chunk's slot in hand: a chunk that passed this
         # while waiting for a slot would be asked after the database stopped recording.
         async with usage.sending(self.config.concurrency):
             probe = await self._breaker.admit()
             await self._limiter.acquire(estimated_tokens)
-            usage.add("requests", 1)
+            usage.count("requests", 1)
             body = {
                 "model": self.config.model,
                 "messages": messages,
@@ -221,9 +211,9 @@ class OpenAIQuestionGenerator:
         if reported:
             prompt = int(reported.get("prompt_tokens") or 0)
             completion = int(reported.get("completion_tokens") or 0)
-            usage.add("prompt_tokens", prompt)
-            usage.add("completion_tokens", completion)
-            usage.add(
+            usage.count("prompt_tokens", prompt)
+            usage.count("completion_tokens", completion)
+            usage.count(
                 "cost_usd",
                 prompt / 1000 * self.config.cost_per_1k_prompt_tokens
                 + completion / 1000 * self.config.cost_per_1k_completion_tokens,
@@ -231,7 +221,7 @@ class OpenAIQuestionGenerator:
         return content if isinstance(content, str) else None
 
     def _classified(
-        self, exc: ChatStatusError | ChatRequestFailed, probe: bool, usage: _BatchAnswers
+        self, exc: ChatStatusError | ChatRequestFailed, probe: bool, usage: Answers
     ) -> Exception:
         """What a failed request means: the run cannot go on (a refused key, no such
         model), a transport failure worth another try (`_Transient`), or this request
@@ -251,7 +241,7 @@ class OpenAIQuestionGenerator:
                 "DMFLOW_LLM_MODEL and DMFLOW_LLM_BASE_URL"
             )
         if status == 429:
-            usage.add("rate_limited", 1)
+            usage.count("rate_limited", 1)
             return _Transient(f"429 rate limited: {_brief(exc)}", exc.retry_after_s, probe)
         if status >= 500 or status in (408, 409):
             problem = f"{status} from the endpoint: {_brief(exc)}"
@@ -277,54 +267,27 @@ content policy, a body the endpoint cannot process): that chunk is skipped."""
 
 
 def _kept_questions(
-    content: str | None, collected: list[str], text: str, n: int, usage: _BatchAnswers
+    content: str | None, collected: list[str], text: str, n: int, usage: Answers
 ) -> tuple[list[str], bool, bool]:
     """The chunk's usable questions once this reply is added to those already kept,
     whether the reply held no question at all, and whether it added none; what was
     dropped is counted by reason."""
-    usage.add("replies", 1)
+    usage.count("replies", 1)
     raw = parse_question_list(content or "")
     if raw is None:
-        usage.add("replies_malformed", 1)
+        usage.count("replies_malformed", 1)
     dropped: Counter[str] = Counter()
     kept = clean_questions([*collected, *(raw or [])], text, limit=n, dropped=dropped)
     for key, count in dropped_usage(dropped).items():
-        usage.add(key, count)
+        usage.count(key, count)
     added_nothing = len(kept) <= len(collected)
     if added_nothing:
-        usage.add("replies_unusable", 1)
+        usage.count("replies_unusable", 1)
     return kept, raw is None, added_nothing
 
 
 class _RefusedRequest(Exception):
     """The endpoint refused this request for what it holds."""
-
-
-class _BatchAnswers:
-    """A batch's usage, and its finished chunks, mirrored into the phase's answers the
-    moment they happen (a request is counted when sent, whether or not it is answered)."""
-
-    def __init__(self, answers: Answers | None) -> None:
-        self.usage: dict[str, float] = {}
-        self._answers = answers
-
-    def add(self, key: str, amount: float) -> None:
-        self.usage[key] = self.usage.get(key, 0) + amount
-        if self._answers is not None:
-            self._answers.count(key, amount)
-
-    def done(self, result: ChunkResult) -> None:
-        if self._answers is not None:
-            self._answers.add(result)
-
-    def give_up(self, chunk: Chunk, reason: str) -> None:
-        if self._answers is not None:
-            self._answers.give_up(chunk, reason)
-
-    def sending(self, concurrency: int) -> AbstractAsyncContextManager[None]:
-        if self._answers is None:
-            return contextlib.nullcontext()
-        return self._answers.sending(concurrency)
 
 
 async def _all_or_none(work: Iterable[Coroutine[Any, Any, _Outcome]]) -> list[_Outcome]:

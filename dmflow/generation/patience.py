@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from dmflow.errors import DatabaseUnavailable
-from dmflow.generation.base import GeneratedBatch
+from dmflow.generation.answers import AnswersToRecord
 from dmflow.models import TrainingRun
 from dmflow.run_ids import short
 from dmflow.store.base import RunStore, record_storable
@@ -30,7 +30,7 @@ class DatabaseOutage(DatabaseUnavailable):
 async def record_patiently(
     store: RunStore,
     run: TrainingRun,
-    batch: GeneratedBatch,
+    batch: AnswersToRecord,
     max_pairs: int | None,
     *,
     wait_s: float,

@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from dmflow.chunks import Chunk, ChunkSource, open_chunk_source
-from dmflow.generation.answers import Answers, RecordingStopped
-from dmflow.generation.base import ChunksUnanswered, GeneratedBatch, QuestionGenerator
+from dmflow.generation.answers import Answers, AnswersToRecord, RecordingStopped
+from dmflow.generation.base import ChunksUnanswered, QuestionGenerator
 from dmflow.generation.cleaning import dropped_reasons
 from dmflow.generation.factory import build_generator
 from dmflow.generation.outage import EndpointOutage
@@ -298,7 +298,7 @@ async def _settle_unanswered(
     return await record_patiently(
         store,
         run,
-        GeneratedBatch(results=given_up),
+        AnswersToRecord(results=given_up),
         params.max_pairs,
         wait_s=settings.db_outage_wait_s,
         latest=run,

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dmflow.generation.answers import UNRECORDED_LIMIT, Answers
-from dmflow.generation.base import GeneratedBatch
+from dmflow.generation.answers import UNRECORDED_LIMIT, Answers, AnswersToRecord
 from dmflow.generation.patience import record_patiently
 from dmflow.models import TrainingRun
 from dmflow.phases.steps import GenerationSteps
@@ -105,7 +104,7 @@ class AnswerRecorder:
             return None
         return self._loop.exception()
 
-    async def _record(self, batch: GeneratedBatch) -> None:
+    async def _record(self, batch: AnswersToRecord) -> None:
         if not batch.results and not batch.usage:
             return
         try:
