@@ -136,4 +136,4 @@ def run_liveness(run: TrainingRun, settings: Settings, now: datetime | None = No
     """The lifecycle's verdict on an active run, with what this host can tell about its
     driver (gone, or unknown elsewhere). Reads only."""
     gone = is_gone(run.driver_host, run.driver_pid, run.driver_started_at)
-    return lifecycle.liveness(run, now or datetime.now(UTC), settings, driver_gone=gone)
+    return lifecycle.judge_liveness(run, now or datetime.now(UTC), settings, driver_gone=gone)

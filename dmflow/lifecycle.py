@@ -84,7 +84,7 @@ class Liveness:
     reason: str
 
 
-def liveness(
+def judge_liveness(
     run: TrainingRun, now: datetime, settings: Settings, *, driver_gone: bool | None
 ) -> Liveness:
     """An active run is dead when its driver is known gone (`driver_gone`: its process no
@@ -159,10 +159,10 @@ def recovery_backoff_s(run: TrainingRun, settings: Settings) -> float:
     return float(settings.recovery_backoff_s * 2**run.attempt)
 
 
-def driven_by(run: TrainingRun, driver: UUID | None) -> bool:
-    """Whether the flow run `driver` may work on the run: the run records it as its driver
-    (or either is unknown, as for a subflow called on its own)."""
-    return driver is None or run.flow_run_id is None or run.flow_run_id == driver
+def owned_by(run: TrainingRun, owner_flow_run: UUID | None) -> bool:
+    """Whether the flow run `owner_flow_run` may work on the run: the run records it as
+    its owner (or either is unknown, as for a subflow called on its own)."""
+    return owner_flow_run is None or run.flow_run_id is None or run.flow_run_id == owner_flow_run
 
 
 def interrupted_message(run: TrainingRun, how: str) -> str:
@@ -181,16 +181,16 @@ def fail_phase(
     phase: Phase,
     attempt: int | None,
     message: str,
-    driver: UUID | None = None,
+    owner_flow_run: UUID | None = None,
     interrupted_by: str | None = None,
 ) -> TrainingRun | None:
     """Move the run from the phase's active status to its failed one; None when the run is
     elsewhere (already failed, moved on, or taken over by a newer attempt or another
-    driver). `interrupted_by` (a signal, as a person calls it) words the error from where
+    owning flow run). `interrupted_by` (a signal, as a person calls it) words the error from where
     the run stands instead of `message`."""
     active, failed = RunStatus.active_status_of(phase), RunStatus.failed_status_of(phase)
     run = store.get_run(run_id)
-    stale = (attempt is not None and run.attempt != attempt) or not driven_by(run, driver)
+    stale = (attempt is not None and run.attempt != attempt) or not owned_by(run, owner_flow_run)
     if run.status is not active or stale:
         logger.info(
             "run %s is %s at attempt %s: not marking it %s",

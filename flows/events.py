@@ -65,6 +65,6 @@ class EventingRunStore:
         return getattr(self._inner, name)
 
 
-def flow_store() -> RunStore:
+def store_emitting_events() -> RunStore:
     """The process's store (see `dmflow.resources`), emitting status events."""
     return cast(RunStore, EventingRunStore(resources.store()))

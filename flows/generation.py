@@ -17,7 +17,7 @@ from dmflow.driver import enter_phase
 from dmflow.models import TrainingRun
 from dmflow.phases.generation import generate
 from dmflow.status import Phase, RunStatus
-from flows.events import flow_store
+from flows.events import store_emitting_events
 from flows.hooks import phase_failure_hook
 from flows.names import generation_name
 from flows.steps import PrefectSteps
@@ -33,16 +33,16 @@ _on_failure = phase_failure_hook(Phase.GENERATION)
     on_cancellation=[_on_failure],
 )
 async def generate_training_data(
-    run_id: UUID, attempt: int | None = None, driver: UUID | None = None
+    run_id: UUID, attempt: int | None = None, owner_flow_run: UUID | None = None
 ) -> TrainingRun:
     """Generate question/chunk pairs for every chunk not yet in the run's ledger.
 
-    `attempt` and `driver` (the parent flow run) fence the run: a newer attempt or another
-    driver owns it, and this subflow refuses to touch it."""
-    store = flow_store()
+    `attempt` and `owner_flow_run` (the parent flow run) fence the run: a newer attempt or another
+    flow run owns it, and this subflow refuses to touch it."""
+    store = store_emitting_events()
     steps = PrefectSteps()
     run = await asyncio.to_thread(
-        enter_phase, store, run_id, Phase.GENERATION, attempt=attempt, flow_run_id=driver
+        enter_phase, store, run_id, Phase.GENERATION, attempt=attempt, flow_run_id=owner_flow_run
     )
     if run.status is not RunStatus.GENERATING:
         steps.log.info("run %s is already %s: nothing to generate", run.id, run.status.value)

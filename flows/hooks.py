@@ -17,7 +17,7 @@ from dmflow import interrupts, lifecycle
 from dmflow.errors import DatabaseUnavailable, DmflowError
 from dmflow.redaction import describe, scrub
 from dmflow.status import Phase
-from flows.events import flow_store
+from flows.events import store_emitting_events
 
 logger = logging.getLogger("dmflow.hooks")
 
@@ -60,15 +60,16 @@ def phase_failure_hook(phase: Phase) -> Hook:
         parameters = flow_run.parameters or {}
         run_id = UUID(str(parameters["run_id"]))
         attempt = parameters.get("attempt")
-        driver = UUID(str(parameters["driver"])) if parameters.get("driver") else None
+        owner = parameters.get("owner_flow_run")
+        owner_flow_run = UUID(str(owner)) if owner else None
         try:
             lifecycle.fail_phase(
-                flow_store(),
+                store_emitting_events(),
                 run_id,
                 phase,
                 attempt,
                 error_text(state),
-                driver,
+                owner_flow_run,
                 interrupted_by=signal_behind(state),
             )
         except DatabaseUnavailable as exc:
@@ -86,7 +87,7 @@ def phase_failure_hook(phase: Phase) -> Hook:
 def mark_run_failed_in_its_phase(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
     """For the parent flows: fail the run they drive in the phase the database says it is
     in. A phase status written by a subflow's own hook is never overwritten."""
-    store = flow_store()
+    store = store_emitting_events()
     try:
         run = store.find_run_by_flow_run_id(flow_run.id)
     except DatabaseUnavailable as exc:

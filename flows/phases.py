@@ -12,7 +12,7 @@ from prefect.runtime import flow_run as current_flow_run
 from dmflow.driver import enter_phase
 from dmflow.models import TrainingRun
 from dmflow.status import Phase, RunStatus
-from flows.events import flow_store
+from flows.events import store_emitting_events
 from flows.generation import generate_training_data
 from flows.names import label_parent_flow_run
 from flows.summary import progress_line, publish_summary
@@ -29,17 +29,17 @@ async def run_phases(
     `preflighted`: training's preflight already ran in this flow run (a new run), so the
     training subflow does not repeat it.
     """
-    driver = current_flow_run_id()
+    owner_flow_run = current_flow_run_id()
     if run.status is RunStatus.GENERATING:
         # Take the lease now, not when the subflow starts: a kill -9 in between would
         # leave a run no process claims, dead only once its heartbeat goes stale.
         run = await asyncio.to_thread(
             enter_phase,
-            flow_store(),
+            store_emitting_events(),
             run.id,
             Phase.GENERATION,
             attempt=run.attempt,
-            flow_run_id=driver,
+            flow_run_id=owner_flow_run,
         )
     # Only now, with the lease taken: a kill -9 during this call leaves a run its
     # driver's death makes recoverable at once.
@@ -48,10 +48,15 @@ async def run_phases(
     try:
         for phase in phases:
             if phase is Phase.GENERATION:
-                run = await generate_training_data(run.id, attempt=run.attempt, driver=driver)
+                run = await generate_training_data(
+                    run.id, attempt=run.attempt, owner_flow_run=owner_flow_run
+                )
             else:
                 run = await train_deep_memory(
-                    run.id, attempt=run.attempt, driver=driver, preflight=not preflighted
+                    run.id,
+                    attempt=run.attempt,
+                    owner_flow_run=owner_flow_run,
+                    preflight=not preflighted,
                 )
             get_run_logger().info("%s", progress_line(run))
             await publish_summary(run)
@@ -59,7 +64,7 @@ async def run_phases(
         # The failed phase's hook has recorded how it failed: show it on this flow run
         # too (the log line says how to resume), in bounded time (a signal's exit waits).
         with contextlib.suppress(BaseException):
-            failed = await asyncio.to_thread(flow_store().get_run, run.id)
+            failed = await asyncio.to_thread(store_emitting_events().get_run, run.id)
             get_run_logger().error("%s", progress_line(failed))
             await asyncio.wait_for(publish_summary(failed), SUMMARY_ON_FAILURE_TIMEOUT_S)
         raise

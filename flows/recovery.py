@@ -28,7 +28,7 @@ from dmflow.settings import Settings
 from dmflow.store.base import RunStore
 from dmflow.sweep_report import sweep_line, sweep_markdown
 from flows.deployment_table import RECOVER_TRAINING_RUN
-from flows.events import flow_store
+from flows.events import store_emitting_events
 from flows.hooks import mark_run_failed_in_its_phase
 from flows.interruption import signals_cancel
 from flows.liveness import fail_dead_run
@@ -65,7 +65,7 @@ async def recover_training_run(run_id: UUID) -> Recovery:
     """
     with signals_cancel(asyncio.current_task()):  # a SIGTERM ends it, every time
         logger = get_run_logger()
-        store = flow_store()
+        store = store_emitting_events()
         run = store.get_run(run_id)
         if not run.status.is_unfinished:
             logger.info("run %s is already completed: nothing to recover", run.id)
@@ -85,7 +85,7 @@ def delete_failed_run(run_id: UUID) -> TrainingRun:
     Args:
         run_id: The failed run's id (the full id, not a prefix).
     """
-    deleted = flow_store().delete_failed_run(run_id)
+    deleted = store_emitting_events().delete_failed_run(run_id)
     get_run_logger().info(
         "deleted run %s (%s, %d pairs)", deleted.id, deleted.status.value, deleted.pair_count
     )
@@ -125,7 +125,7 @@ async def recover_failed_runs(limit: Annotated[int, Field(ge=1)] = 200) -> Sweep
         limit: How many runs it checks, the newest first.
     """
     settings = resources.settings()
-    report = await _sweep(flow_store(), limit, settings)
+    report = await _sweep(store_emitting_events(), limit, settings)
     logger = get_run_logger()
     logger.info("%s", sweep_line(report, limit, settings))
     try:

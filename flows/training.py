@@ -17,7 +17,7 @@ from dmflow.driver import enter_phase
 from dmflow.models import TrainingRun
 from dmflow.phases.training import train
 from dmflow.status import Phase, RunStatus
-from flows.events import flow_store
+from flows.events import store_emitting_events
 from flows.hooks import phase_failure_hook
 from flows.names import training_name
 from flows.steps import PrefectSteps
@@ -33,16 +33,19 @@ _on_failure = phase_failure_hook(Phase.TRAINING)
     on_cancellation=[_on_failure],
 )
 async def train_deep_memory(
-    run_id: UUID, attempt: int | None = None, driver: UUID | None = None, preflight: bool = True
+    run_id: UUID,
+    attempt: int | None = None,
+    owner_flow_run: UUID | None = None,
+    preflight: bool = True,
 ) -> TrainingRun:
     """Train Deep Memory on the run's pairs, evaluate it, complete the run.
 
-    `attempt` and `driver` (the parent flow run) fence the run, as in generation.
+    `attempt` and `owner_flow_run` (the parent flow run) fence the run, as in generation.
     `preflight=False`: the caller ran training's preflight moments ago (a new run)."""
-    store = flow_store()
+    store = store_emitting_events()
     steps = PrefectSteps()
     run = await asyncio.to_thread(
-        enter_phase, store, run_id, Phase.TRAINING, attempt=attempt, flow_run_id=driver
+        enter_phase, store, run_id, Phase.TRAINING, attempt=attempt, flow_run_id=owner_flow_run
     )
     if run.status is RunStatus.COMPLETED:
         steps.log.info("run %s is already completed", run.id)

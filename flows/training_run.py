@@ -34,7 +34,7 @@ from dmflow.params import (
     documented_parameters,
 )
 from dmflow.training.factory import build_trainer
-from flows.events import flow_store
+from flows.events import store_emitting_events
 from flows.hooks import mark_run_failed_in_its_phase
 from flows.interruption import signals_cancel
 from flows.names import training_run_name
@@ -87,7 +87,7 @@ async def training_run(
         params = RunParams.from_arguments(locals())
         dataset = canonical_dataset(dataset)  # `ds/` and `./ds` are the dataset `ds`
         logger = get_run_logger()
-        store = flow_store()
+        store = store_emitting_events()
         flow_run_id = current_flow_run_id()
         run = store.find_run_by_flow_run_id(flow_run_id) if flow_run_id else None
         checked: CheckedIds | None = None

@@ -114,7 +114,7 @@ LEASE = {"driver_host": "worker-1", "driver_pid": 4242}
 def test_a_fresh_heartbeat_with_its_driver_running_is_alive() -> None:
     run = a_run(RunStatus.GENERATING, **beat(10), **LEASE)
     for driver_gone in (False, None):
-        verdict = lifecycle.liveness(run, NOW, SETTINGS, driver_gone=driver_gone)
+        verdict = lifecycle.judge_liveness(run, NOW, SETTINGS, driver_gone=driver_gone)
         assert not verdict.dead
         assert verdict.reason == "alive (last heartbeat 10 s ago; process 4242 on worker-1)"
     assert not lifecycle.heartbeat_is_stale(run, NOW, SETTINGS)
@@ -122,7 +122,7 @@ def test_a_fresh_heartbeat_with_its_driver_running_is_alive() -> None:
 
 def test_a_driver_gone_on_its_host_is_dead_at_once() -> None:
     run = a_run(RunStatus.TRAINING, **beat(1), **LEASE)
-    verdict = lifecycle.liveness(run, NOW, SETTINGS, driver_gone=True)
+    verdict = lifecycle.judge_liveness(run, NOW, SETTINGS, driver_gone=True)
     assert verdict.dead
     assert "process 4242 on worker-1" in verdict.reason and "gone" in verdict.reason
 
@@ -130,7 +130,7 @@ def test_a_driver_gone_on_its_host_is_dead_at_once() -> None:
 @pytest.mark.parametrize("seconds_ago", [60, 3600, None])
 def test_a_stale_heartbeat_is_dead_whatever_else_is_known(seconds_ago: float | None) -> None:
     run = a_run(RunStatus.GENERATING, **beat(seconds_ago))
-    verdict = lifecycle.liveness(run, NOW, SETTINGS, driver_gone=None)
+    verdict = lifecycle.judge_liveness(run, NOW, SETTINGS, driver_gone=None)
     assert verdict.dead
     assert "alive" not in verdict.reason and "60 s stale limit" in verdict.reason
     assert ("no heartbeat ever" in verdict.reason) is (seconds_ago is None)
@@ -138,7 +138,7 @@ def test_a_stale_heartbeat_is_dead_whatever_else_is_known(seconds_ago: float | N
 
 def test_a_finished_run_is_never_dead() -> None:
     run = a_run(RunStatus.GENERATING_FAILED, **beat(None))
-    assert not lifecycle.liveness(run, NOW, SETTINGS, driver_gone=True).dead
+    assert not lifecycle.judge_liveness(run, NOW, SETTINGS, driver_gone=True).dead
 
 
 # -- the sweep's verdict ---------------------------------------------------------------
@@ -183,7 +183,7 @@ def test_a_run_left_generated_by_a_dead_driver_is_trained_by_the_sweep(
     params: dict[str, object], driver_gone: bool | None, seconds_ago: float, action: SweepAction
 ) -> None:
     run = a_run(RunStatus.GENERATED, params=params, **beat(seconds_ago), **LEASE)
-    verdict = lifecycle.liveness(run, NOW, SETTINGS, driver_gone=driver_gone)
+    verdict = lifecycle.judge_liveness(run, NOW, SETTINGS, driver_gone=driver_gone)
     assert lifecycle.sweep_action(run, NOW, SETTINGS, verdict) is action
     if action is SweepAction.RECOVER and driver_gone:
         assert "between generation and training" in verdict.reason
@@ -191,8 +191,8 @@ def test_a_run_left_generated_by_a_dead_driver_is_trained_by_the_sweep(
 
 def test_sweep_action_for_active_runs() -> None:
     run = a_run(RunStatus.GENERATING, **beat(1))
-    dead = lifecycle.liveness(run, NOW, SETTINGS, driver_gone=True)
-    alive = lifecycle.liveness(run, NOW, SETTINGS, driver_gone=False)
+    dead = lifecycle.judge_liveness(run, NOW, SETTINGS, driver_gone=True)
+    alive = lifecycle.judge_liveness(run, NOW, SETTINGS, driver_gone=False)
     assert lifecycle.sweep_action(run, NOW, SETTINGS, dead) is SweepAction.RECONCILE
     assert lifecycle.sweep_action(run, NOW, SETTINGS, alive) is SweepAction.NONE
     assert lifecycle.sweep_action(run, NOW, SETTINGS) is SweepAction.NONE

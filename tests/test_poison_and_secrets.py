@@ -18,7 +18,7 @@ from dmflow.generation.cleaning import clean_questions
 from dmflow.models import ChunkOutcome, ChunkResult
 from dmflow.redaction import describe, scrub
 from dmflow.status import RunStatus
-from dmflow.store.base import record_storable
+from dmflow.store.base import record_or_skip_unstorable
 from dmflow.store.postgres import PostgresRunStore
 from dmflow.testing.asking import ask
 from flows.generation import generate_training_data
@@ -120,7 +120,9 @@ def test_an_unstorable_chunk_is_skipped_with_its_reason_and_the_rest_recorded(
         questions=("What is bad?",),
         chunk_preview="bad\x00",
     )
-    after = record_storable(store, run, [good[0], poisoned, *good[1:]], {"requests": 4}, None)
+    after = record_or_skip_unstorable(
+        store, run, [good[0], poisoned, *good[1:]], {"requests": 4}, None
+    )
     assert after.processed_chunks == 4 and after.pair_count == 3
     assert after.usage["requests"] == 4
     [(outcome, reason)] = db.execute(

@@ -17,7 +17,7 @@ from dmflow.errors import DatabaseUnavailable
 from dmflow.generation.answers import AnswersToRecord
 from dmflow.models import TrainingRun
 from dmflow.run_ids import short
-from dmflow.store.base import RunStore, record_storable
+from dmflow.store.base import RunStore, record_or_skip_unstorable
 
 FIRST_DELAY_S = 0.25
 MAX_DELAY_S = 4.0
@@ -37,14 +37,20 @@ async def record_patiently(
     latest: TrainingRun,
     clock: Callable[[], float] = time.monotonic,
 ) -> TrainingRun:
-    """`record_storable` retried while the database is unavailable, for up to `wait_s`.
+    """`record_or_skip_unstorable` retried while the database is unavailable, for up to `wait_s`.
     `latest` is the run as the last record left it (what is safe, for the message)."""
     started = clock()
     delay = FIRST_DELAY_S
     while True:
         try:
             return await asyncio.to_thread(
-                record_storable, store, run, batch.results, batch.usage, max_pairs, batch.key
+                record_or_skip_unstorable,
+                store,
+                run,
+                batch.results,
+                batch.usage,
+                max_pairs,
+                batch.key,
             )
         except DatabaseUnavailable as exc:
             waited = clock() - started

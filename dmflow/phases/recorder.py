@@ -17,7 +17,7 @@ from dmflow.generation.answers import UNRECORDED_LIMIT, Answers, AnswersToRecord
 from dmflow.generation.patience import record_patiently
 from dmflow.models import TrainingRun
 from dmflow.phases.steps import GenerationSteps
-from dmflow.store.base import RunStore, record_storable
+from dmflow.store.base import RunStore, record_or_skip_unstorable
 
 RECORD_EVERY_CHUNKS = UNRECORDED_LIMIT // 2
 """Half the room: the next chunks are answered while one record is being written."""
@@ -75,7 +75,7 @@ class AnswerRecorder:
         if left.results or left.usage:
             # Directly, not as a task: no retries to wait through while exiting.
             recorded = await asyncio.to_thread(
-                record_storable,
+                record_or_skip_unstorable,
                 self.store,
                 self.run,
                 left.results,

@@ -185,7 +185,7 @@ def earlier_completed_runs(store: RunStore, run: TrainingRun) -> list[TrainingRu
     ]
 
 
-def record_storable(
+def record_or_skip_unstorable(
     store: RunStore,
     run: TrainingRun,
     results: Sequence[ChunkResult],
