@@ -18,6 +18,7 @@ from dmflow.errors import DatabaseUnavailable, DmflowError
 from dmflow.redaction import describe, scrub
 from dmflow.status import Phase
 from flows.events import store_emitting_events
+from tasks.prefect_private import result_now
 
 logger = logging.getLogger("dmflow.hooks")
 
@@ -27,9 +28,7 @@ Hook = FlowStateHook[..., Any]
 def error_text(state: Any) -> str:
     """The exception behind a final state, as `Type: message`, else the state's message."""
     try:
-        # _sync: hooks of async flows run inside the event loop, where result() would
-        # otherwise hand back a coroutine.
-        result = state.result(raise_on_failure=False, _sync=True)
+        result = result_now(state)
     except Exception:  # a missing result must not hide the failure
         result = None
     if isinstance(result, BaseException):
@@ -45,7 +44,7 @@ def signal_behind(state: Any) -> str | None:
     if interrupts.received() is not None:
         return interrupts.received()
     try:
-        result = state.result(raise_on_failure=False, _sync=True)
+        result = result_now(state)
     except Exception:
         return None
     if isinstance(result, TerminationSignal):

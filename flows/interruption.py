@@ -19,9 +19,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-import prefect.utilities.engine as prefect_engine
-
 from dmflow import interrupts
+from tasks.prefect_private import subflow_sigterm_handler
 
 _installed = False
 _flow_task: asyncio.Task[Any] | None = None
@@ -64,15 +63,10 @@ def signals_cancel(
         return
     _installed, _flow_task = True, task
     previous = {sig: signal.signal(sig, _on_signal) for sig in signals}
-    # A subflow's engine installs the handler this name holds, and keeps one it finds is
-    # that handler: pointing it here, no engine puts the raising handler back meanwhile.
-    # tests/test_interruption.py fails if a Prefect upgrade changes that.
-    prefect_handler = prefect_engine._prefect_sigterm_handler
-    prefect_engine._prefect_sigterm_handler = _on_signal  # type: ignore[assignment]
     try:
-        yield
+        with subflow_sigterm_handler(_on_signal):
+            yield
     finally:
-        prefect_engine._prefect_sigterm_handler = prefect_handler
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _installed, _flow_task = False, None

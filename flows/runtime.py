@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import queue
-import threading
+import sys
 
 
 def release_stray_worker_threads() -> None:
-    """Let the interpreter exit after flows ran in this process.
+    """Let the interpreter exit after flows ran in this process (`dmflow demo` and the
+    test session hung at exit): see `stop_idle_anyio_worker_threads`."""
+    if "prefect" not in sys.modules:
+        return  # no flow ran (`dmflow runs`): nothing started AnyIO's threads
+    from tasks.prefect_private import stop_idle_anyio_worker_threads
 
-    AnyIO's worker threads are not daemon threads: each waits for the root task of
-    the event loop that started it, and for Prefect's loop threads that task never
-    ends, so the process finished its work and then hung at exit (seen with
-    `dmflow demo` and with the test session). Telling idle workers to stop is what
-    AnyIO itself does when their loop ends.
-    """
-    try:
-        from anyio._backends._asyncio import WorkerThread
-    except ImportError:
-        return
-    for thread in threading.enumerate():
-        if isinstance(thread, WorkerThread) and thread.is_alive():
-            with contextlib.suppress(queue.Full):
-                thread.queue.put_nowait(None)
+    stop_idle_anyio_worker_threads()
 
 
 def leave_objects_to_the_exit() -> None:

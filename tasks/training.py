@@ -10,13 +10,12 @@ from prefect.client.schemas.objects import State
 
 from dmflow.models import TrainingPair
 from dmflow.training.base import DeepMemoryTrainer, JobStatus, TrainerUnavailable, TrainingError
+from tasks.prefect_private import result_now
 
 
 def worth_retrying(task: object, task_run: object, state: State) -> bool:
     """A refused token or a missing job stays refused; a silent or failing service may not."""
-    # _sync: the condition runs inside async task engines too, where result() would
-    # hand back a coroutine.
-    error = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
+    error = result_now(state)
     if isinstance(error, TrainerUnavailable):
         return True
     return not isinstance(error, TrainingError)
