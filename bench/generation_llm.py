@@ -121,7 +121,7 @@ def measure_dmflow(url: str, concurrency: int, chunks: int) -> None:
         resources.close_all()
     figures = {
         "chunks_per_s": done.processed_chunks / elapsed,
-        "requests": done.usage.get("requests", 0),
+        "requests": done.usage.requests,
         "cpu_s_per_1000_chunks": 1000 * cpu / done.processed_chunks,
     }
     print(json.dumps(figures))

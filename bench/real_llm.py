@@ -60,7 +60,7 @@ def generate_with_llm(
     pairs = [pair for page in store.iter_pairs(run.id) for pair in page]
     facts = {
         "seconds": elapsed,
-        "usage": dict(run.usage),
+        "usage": run.usage.model_dump(),
         "skipped": store.skipped_reasons(run.id),
         "done": run.processed_chunks - sum(store.skipped_reasons(run.id).values()),
         "chunks": run.processed_chunks,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dmflow.models import TrainingRun
+from dmflow.models import TrainingMetrics, TrainingRun
 
 
 def coverage_line(run: TrainingRun) -> str | None:
@@ -30,10 +30,10 @@ def coverage_line(run: TrainingRun) -> str | None:
     return line
 
 
-def held_out_line(metrics: dict[str, Any] | None) -> str | None:
+def held_out_line(metrics: TrainingMetrics | None) -> str | None:
     """e.g. `4012 trained, 436 held out for the recall figures`, once trained."""
-    if not metrics or "train_pairs" not in metrics:
+    if metrics is None or metrics.train_pairs is None:
         return None
-    held = metrics.get("eval_pairs")
-    line = f"{metrics['train_pairs']} trained"
+    held = metrics.eval_pairs
+    line = f"{metrics.train_pairs} trained"
     return line + (f", {held} held out for the recall figures" if held is not None else "")

@@ -15,6 +15,80 @@ from dmflow.status import RunStatus
 CHUNK_PREVIEW_CHARS = 200
 
 
+class TrainingMetrics(BaseModel):
+    """What training measured and used, in the run's `metrics` column. A trainer's own
+    extras (the adapter's path, the service's progress) are kept as they come, and rows
+    written before this model read as they were."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    before: dict[str, float] = Field(default_factory=dict)
+    """recall@k of the base embeddings on the held-out pairs."""
+    after: dict[str, float] = Field(default_factory=dict)
+    """recall@k with the trained model; empty when the trainer reports none (the managed
+    service evaluates on its side)."""
+    train_pairs: int | None = None
+    eval_pairs: int | None = None
+    """Held out of training, for the recall figures."""
+    trainer: str | None = None
+    job_id: str | None = None
+    embedder: str | None = None
+    """What embedded the questions: the dataset's embedder, resolved when the run began."""
+    train_seconds: float | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """As the `metrics` column holds it: JSON, without the facts not known."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+DROPPED_PREFIX = "questions_dropped_"
+
+
+class RunUsage(BaseModel):
+    """What generation spent, in the run's `usage` column: summed by every record (each
+    record's counts are added once, by its key). Drops by the cleaning are counted as
+    `questions_dropped_<reason>` extras."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    replies: int = 0
+    """Replies the model gave (usable or not)."""
+    replies_unusable: int = 0
+    replies_malformed: int = 0
+    """Replies with no question in them at all."""
+    chunks: int = 0
+    """Chunks the local generator asked (it sends no requests)."""
+    cost_usd: float = 0.0
+    """Estimated from the configured prices per 1,000 tokens."""
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def unusable_share(self) -> float | None:
+        """Unusable replies of all replies, once there are replies."""
+        return self.replies_unusable / self.replies if self.replies else None
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """The cleaning's drops by reason, as the cleaning words it."""
+        return {
+            key.removeprefix(DROPPED_PREFIX).replace("_", " "): int(value)
+            for key, value in (self.model_extra or {}).items()
+            if key.startswith(DROPPED_PREFIX) and value
+        }
+
+    def counted(self) -> dict[str, float]:
+        """Every count that is not zero, by its stored name."""
+        return {key: value for key, value in self.model_dump().items() if value}
+
+
 class TrainingRun(BaseModel):
     """One row of `deep_memory_training_runs`."""
 
@@ -31,7 +105,7 @@ class TrainingRun(BaseModel):
     """Chunks in the ledger (done or skipped); counts across resumes."""
     pair_count: int = 0
     deeplake_job_id: str | None = None
-    metrics: dict[str, Any] | None = None
+    metrics: TrainingMetrics | None = None
     error_message: str | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
@@ -43,7 +117,7 @@ class TrainingRun(BaseModel):
     flow_run_id: UUID | None = None
     """The Prefect flow run driving the run now."""
     params: dict[str, Any] = Field(default_factory=dict)
-    usage: dict[str, Any] = Field(default_factory=dict)
+    usage: RunUsage = Field(default_factory=RunUsage)
     driver_host: str | None = None
     """The lease: host, process id and start time of the process driving the run."""
     driver_pid: int | None = None

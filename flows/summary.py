@@ -41,7 +41,7 @@ def summary_markdown(run: TrainingRun) -> str:
         lines += ["", f"**Error:** {run.error_message}"]
         if run.status.is_failed:
             lines.append(f"Resume with `dmflow recover {short(run.id)}`.")
-    if rows := recall_rows(run.metrics or {}):
+    if rows := recall_rows(run.metrics):
         lines += ["", "| recall | before | after | change |", "| --- | --- | --- | --- |"]
         lines += [f"| {' | '.join(row)} |" for row in rows]
     lines += usage_markdown(run.usage)

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from dmflow.coverage import coverage_line, held_out_line
 from dmflow.driver import run_liveness
-from dmflow.models import TrainingRun
+from dmflow.models import RunUsage, TrainingMetrics, TrainingRun
 from dmflow.prefect_ui import PrefectUI
 from dmflow.run_ids import short
 from dmflow.settings import Settings
@@ -105,7 +105,7 @@ def runs_table(
     return table
 
 
-def recall_table(metrics: dict[str, Any], **style: Any) -> Table | None:
+def recall_table(metrics: TrainingMetrics | None, **style: Any) -> Table | None:
     """The run's recall before/after, or None when it has none; `style`: Table options."""
     rows = recall_rows(metrics)
     if not rows:
@@ -116,22 +116,18 @@ def recall_table(metrics: dict[str, Any], **style: Any) -> Table | None:
     return table
 
 
-def _usage_line(usage: dict[str, Any]) -> str | None:
-    if not usage:
-        return None
-    parts = [f"{int(usage['requests'])} requests"] if "requests" in usage else []
-    tokens = int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
-    if tokens:
-        parts.append(f"{tokens} tokens")
-    if "retries" in usage:
-        parts.append(f"{int(usage['retries'])} retries")
-    if usage.get("replies_unusable") and usage.get("replies"):
-        share = 100 * usage["replies_unusable"] / usage["replies"]
-        parts.append(f"{share:.0f} % of replies unusable")
-    if "cost_usd" in usage:
-        parts.append(f"est. ${float(usage['cost_usd']):.4f}")
-    if "chunks" in usage and not parts:
-        parts.append(f"{int(usage['chunks'])} chunks, local generator (free)")
+def _usage_line(usage: RunUsage) -> str | None:
+    parts = [f"{usage.requests} requests"] if usage.requests else []
+    if usage.tokens:
+        parts.append(f"{usage.tokens} tokens")
+    if usage.retries:
+        parts.append(f"{usage.retries} retries")
+    if usage.replies_unusable and (share := usage.unusable_share) is not None:
+        parts.append(f"{100 * share:.0f} % of replies unusable")
+    if usage.cost_usd:
+        parts.append(f"est. ${usage.cost_usd:.4f}")
+    if usage.chunks and not parts:
+        parts.append(f"{usage.chunks} chunks, local generator (free)")
     return ", ".join(parts) or None
 
 
@@ -171,7 +167,7 @@ def run_card(
     if run.status.is_failed:  # a dead run is failed by its recovery; only then deletable
         facts.add_row("or drop", f"dmflow delete {short(run.id)}")
     parts: list[Any] = [head, facts]
-    if recall := recall_table(run.metrics or {}, box=None, padding=(0, 2, 0, 0)):
+    if recall := recall_table(run.metrics, box=None, padding=(0, 2, 0, 0)):
         parts += [Text(""), recall]
     if ui and run.flow_run_id:  # a line of its own, never folded: it is copied whole
         address = ui.flow_run(run.flow_run_id)

@@ -81,7 +81,7 @@ def test_a_20_s_llm_outage_mid_run_holds_the_run_and_skips_nothing(
     assert down.failed >= 1
     assert llm_server.total_requests - len(sample_texts) == down.failed
     assert down.failed <= 5 + IN_FLIGHT + 12
-    assert run.usage["requests"] == llm_server.total_requests
+    assert run.usage.requests == llm_server.total_requests
 
 
 def test_an_llm_outage_longer_than_the_wait_fails_the_phase_then_recover_completes(
@@ -115,7 +115,7 @@ def test_an_llm_outage_longer_than_the_wait_fails_the_phase_then_recover_complet
     assert done.status is RunStatus.GENERATED, done.error_message
     assert done.processed_chunks == len(sample_texts)
     assert skipped_chunks(store, run.id) == 0
-    assert done.usage["requests"] == llm_server.total_requests
+    assert done.usage.requests == llm_server.total_requests
 
 
 def test_database_connections_cut_mid_run_cost_no_chunk_twice(
@@ -149,7 +149,7 @@ def test_database_connections_cut_mid_run_cost_no_chunk_twice(
     assert run is not None and run.status is RunStatus.GENERATED
     assert run.processed_chunks == len(sample_texts) and skipped_chunks(store, run.id) == 0
     assert [t for t in sample_texts.values() if llm_server.requests_for(t) != 1] == []
-    assert run.usage["requests"] == llm_server.total_requests
+    assert run.usage.requests == llm_server.total_requests
 
 
 @pytest.fixture

@@ -90,8 +90,8 @@ def test_openai_generation_end_to_end(
     done = store.get_run(run.id)
     assert done.status is RunStatus.GENERATED
     assert done.processed_chunks == len(sample_texts)
-    assert done.usage["requests"] == len(sample_texts) == llm_server.total_requests
-    assert done.usage["prompt_tokens"] > 0
+    assert done.usage.requests == len(sample_texts) == llm_server.total_requests
+    assert done.usage.prompt_tokens > 0
     assert all(llm_server.requests_for(text) == 1 for text in sample_texts.values())
 
 
@@ -161,7 +161,7 @@ def test_an_endpoint_that_answers_nothing_leaves_every_chunk_to_ask_again(
     assert failed.status is RunStatus.GENERATING_FAILED
     assert store.recorded_chunk_ids(run.id) == set()
     assert failed.processed_chunks == 0 and llm_server.total_requests > 0
-    assert failed.usage.get("requests", 0) > 0  # what was sent is still counted
+    assert failed.usage.requests > 0  # what was sent is still counted
 
 
 def test_a_fatal_error_still_records_what_the_batches_in_flight_finished(
@@ -199,7 +199,7 @@ def test_a_fatal_error_still_records_what_the_batches_in_flight_finished(
     assert ledger_stats(db, run.id) == (len(sample_texts) - 1, len(sample_texts) - 1, 0)
     # Every request the endpoint received is counted, the refused one too.
     # (a request that timed out under load and was sent again is counted as sent)
-    assert failed.usage["requests"] == llm_server.total_requests >= len(sample_texts)
+    assert failed.usage.requests == llm_server.total_requests >= len(sample_texts)
 
 
 def test_a_missing_dataset_marks_the_run_generating_failed(

@@ -53,11 +53,11 @@ def test_submit_poll_completed_through_the_parent_flow(
     assert activeloop_server.count("train") == 1
     assert run.deeplake_job_id in activeloop_server.jobs
     assert run.metrics is not None
-    assert run.metrics["trainer"] == "managed"
-    assert run.metrics["embedder"] == "hashing-512"
-    assert 0 < run.metrics["before"]["recall@10"] <= 1
-    assert run.metrics["eval_pairs"] > 0
-    assert run.metrics["train_pairs"] + run.metrics["eval_pairs"] == run.pair_count == 400
+    assert run.metrics.trainer == "managed"
+    assert run.metrics.embedder == "hashing-512"
+    assert 0 < run.metrics.before["recall@10"] <= 1
+    assert run.metrics.eval_pairs > 0
+    assert run.metrics.train_pairs + run.metrics.eval_pairs == run.pair_count == 400
     # The service read a queries dataset the real client wrote: one row per question.
     pairs = [pair for page in store.iter_pairs(run.id) for pair in page]
     questions, _ = relevance_lists(split_by_chunk(pairs)[0])

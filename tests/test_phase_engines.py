@@ -142,7 +142,7 @@ def test_generation_then_training_in_process(
     training = enter(store, generated, Phase.TRAINING)
     completed = asyncio.run(train(training, store, settings, steps))
     assert completed.status is RunStatus.COMPLETED
-    assert completed.metrics["train_pairs"] > 0 and "recall@10" in completed.metrics["after"]
+    assert completed.metrics.train_pairs > 0 and "recall@10" in completed.metrics.after
     assert "| @10 |" in steps.summaries[f"training-summary-{run.id}"]
 
 
@@ -162,7 +162,7 @@ def test_a_short_llm_outage_is_held_through_and_skips_nothing(
     assert store.skipped_reasons(run.id) == {}
     assert down.failed > 0  # the outage happened, and cost only requests that failed:
     assert llm_server.total_requests == len(sample_texts) + down.failed
-    assert done.usage["requests"] == llm_server.total_requests
+    assert done.usage.requests == llm_server.total_requests
 
 
 def test_an_outage_past_the_wait_fails_with_where_the_run_stands(
@@ -193,7 +193,7 @@ def test_a_refused_key_counts_each_request_sent_at_most_once_more_than_received(
     run = entered_run(store, sample_dataset, generator="openai")
     with pytest.raises(GenerationFailed, match="DMFLOW_LLM_API_KEY"):
         asyncio.run(generate(run, store, settings, DirectSteps()))
-    counted = store.get_run(run.id).usage["requests"]
+    counted = store.get_run(run.id).usage.requests
     received = llm_server.total_requests
     # README, "Usage": requests cancelled as the batch fails may be counted without
     # having reached the endpoint, at most one per request slot.
@@ -215,4 +215,4 @@ def test_once_the_cap_is_met_nothing_more_is_asked(
     )
     assert done.status is RunStatus.GENERATED and done.pair_count == 8
     assert llm_server.total_requests <= 16, llm_server.total_requests  # 64 before
-    assert done.usage["requests"] >= llm_server.total_requests
+    assert done.usage.requests >= llm_server.total_requests

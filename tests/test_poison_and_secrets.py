@@ -124,7 +124,7 @@ def test_an_unstorable_chunk_is_skipped_with_its_reason_and_the_rest_recorded(
         store, run, [good[0], poisoned, *good[1:]], {"requests": 4}, None
     )
     assert after.processed_chunks == 4 and after.pair_count == 3
-    assert after.usage["requests"] == 4
+    assert after.usage.requests == 4
     [(outcome, reason)] = db.execute(
         "select outcome, reason from deep_memory_training_chunks where chunk_id = 'bad'"
     )

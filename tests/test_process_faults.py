@@ -296,7 +296,7 @@ def test_dmflow_run_killed_then_dmflow_recover_completes_and_redoes_only_what_wa
     received_at_kill = llm_server.total_requests
     # Usage is recorded with the chunks: what the endpoint received and no record counts
     # is at most what was sent since the last record.
-    assert 0 <= received_at_kill - killed.usage.get("requests", 0) <= (IN_FLIGHT + UNRECORDED_LIMIT)
+    assert 0 <= received_at_kill - killed.usage.requests <= (IN_FLIGHT + UNRECORDED_LIMIT)
 
     # The lease names a process gone from this host: no Prefect command, no waiting.
     dmflow_recover(slow_llm, killed.id)
@@ -307,8 +307,8 @@ def test_dmflow_run_killed_then_dmflow_recover_completes_and_redoes_only_what_wa
     assert duplicate_pairs(db) == 0
     answered_twice = [t for t in sample_texts.values() if llm_server.requests_for(t) > 1]
     assert len(answered_twice) <= IN_FLIGHT + UNRECORDED_LIMIT
-    assert done.usage["requests"] == llm_server.total_requests - (
-        received_at_kill - killed.usage.get("requests", 0)
+    assert done.usage.requests == llm_server.total_requests - (
+        received_at_kill - killed.usage.requests
     )
 
 

@@ -16,7 +16,7 @@ from dmflow.generation.cleaning import clean_questions, parse_question_list
 from dmflow.generation.local import LocalQuestionGenerator
 from dmflow.generation.openai_compatible import OpenAIGeneratorConfig, OpenAIQuestionGenerator
 from dmflow.generation.outage import EndpointOutage
-from dmflow.models import ChunkOutcome
+from dmflow.models import ChunkOutcome, RunUsage
 from dmflow.testing.asking import ask
 from tests.fixtures import llm_server as scripts
 from tests.fixtures.llm_server import LLMServer, Reply
@@ -126,8 +126,8 @@ def test_local_generator_skips_chunks_without_text() -> None:
 def test_valid_json(llm_server: LLMServer) -> None:
     batch = asyncio.run(ask(openai_generator(llm_server), CHUNKS))
     assert all(r.outcome is ChunkOutcome.DONE and len(r.questions) == 4 for r in batch.results)
-    assert batch.usage["requests"] == len(CHUNKS)
-    assert batch.usage["prompt_tokens"] > 0 and batch.usage["completion_tokens"] > 0
+    assert batch.usage.requests == len(CHUNKS)
+    assert batch.usage.prompt_tokens > 0 and batch.usage.completion_tokens > 0
     assert all(llm_server.requests_for(c.text) == 1 for c in CHUNKS)
 
 
@@ -151,7 +151,7 @@ def test_malformed_then_valid(llm_server: LLMServer) -> None:
     )
     batch = asyncio.run(ask(openai_generator(llm_server), CHUNKS[:1]))
     assert batch.results[0].outcome is ChunkOutcome.DONE
-    assert batch.usage["retries"] == 1
+    assert batch.usage.retries == 1
 
 
 def test_duplicates_are_folded(llm_server: LLMServer) -> None:
@@ -167,7 +167,7 @@ def test_429_honours_retry_after(llm_server: LLMServer) -> None:
     elapsed = time.monotonic() - started
     assert batch.results[0].outcome is ChunkOutcome.DONE
     assert llm_server.requests_for(CHUNKS[0].text) == 3
-    assert batch.usage["rate_limited"] == 2
+    assert batch.usage.rate_limited == 2
     assert elapsed >= 0.6  # waited as told, not the 0.01 s backoff
 
 
@@ -259,8 +259,8 @@ def test_usage_cost_estimate(llm_server: LLMServer) -> None:
         llm_server, cost_per_1k_prompt_tokens=1.0, cost_per_1k_completion_tokens=2.0
     )
     usage = asyncio.run(ask(generator, CHUNKS[:2])).usage
-    expected = usage["prompt_tokens"] / 1000 + 2 * usage["completion_tokens"] / 1000
-    assert usage["cost_usd"] == pytest.approx(expected)
+    expected = usage.prompt_tokens / 1000 + 2 * usage.completion_tokens / 1000
+    assert usage.cost_usd == pytest.approx(expected)
 
 
 def test_assistant_chatter_and_questions_about_nothing_in_the_chunk_are_dropped() -> None:
@@ -293,7 +293,7 @@ def test_one_question_per_request_for_small_models(llm_server: LLMServer) -> Non
     batch = asyncio.run(ask(generator, CHUNKS[:2]))
     assert all(len(r.questions) == 4 for r in batch.results)
     assert all(llm_server.requests_for(c.text) == 4 for c in CHUNKS[:2])
-    assert "retries" not in batch.usage
+    assert batch.usage.retries == 0
 
 
 def test_after_an_unusable_list_the_next_try_asks_for_one_question(llm_server: LLMServer) -> None:
@@ -309,7 +309,7 @@ def test_after_an_unusable_list_the_next_try_asks_for_one_question(llm_server: L
     batch = asyncio.run(ask(openai_generator(llm_server, max_attempts=3), CHUNKS[:1]))
     [result] = batch.results
     assert result.outcome is ChunkOutcome.DONE and len(result.questions) == 2
-    assert batch.usage["retries"] == 1 and batch.usage["replies_malformed"] == 1
+    assert batch.usage.retries == 1 and batch.usage.replies_malformed == 1
 
 
 def test_a_chunk_keeps_its_slot_through_its_tries(llm_server: LLMServer) -> None:
@@ -341,13 +341,15 @@ def test_a_model_that_mostly_writes_chatter_is_named_in_one_warning() -> None:
     seen: list[str] = []
     log = logging.getLogger("test.model-check")
     log.warning = lambda msg, *args: seen.append(msg % args)  # type: ignore[method-assign]
-    usage = {"replies": 49.0, "replies_unusable": 49.0}
+    usage = RunUsage(replies=49, replies_unusable=49)
     assert not warn_if_the_model_is_the_problem(usage, log) and not seen
-    usage = {"replies": 60.0, "replies_unusable": 55.0, "questions_dropped_assistant_chatter": 40}
+    usage = RunUsage.model_validate(
+        {"replies": 60, "replies_unusable": 55, "questions_dropped_assistant_chatter": 40}
+    )
     assert warn_if_the_model_is_the_problem(usage, log)
     assert seen == [
         "55 of 60 replies from the model were unusable (assistant chatter 40): try another "
         "model, or --prompt one_question for a small one"
     ]
-    assert warn_if_the_model_is_the_problem({"replies": 60.0, "replies_unusable": 6.0}, log)
+    assert warn_if_the_model_is_the_problem(RunUsage(replies=60, replies_unusable=6), log)
     assert len(seen) == 1

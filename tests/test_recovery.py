@@ -66,7 +66,7 @@ def test_training_failed_trains_again(
     asyncio.run(recover_training_run(failed.id))
     done = store.get_run(run.id)
     assert (done.status, done.attempt) == (RunStatus.COMPLETED, 1)
-    assert done.metrics is not None and "after" in done.metrics
+    assert done.metrics is not None and done.metrics.after
 
 
 def test_generated_run_is_trained(

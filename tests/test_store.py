@@ -9,7 +9,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from dmflow.errors import ConcurrentUpdate, RunBlocked, RunNotDeletable, RunNotFound
-from dmflow.models import ChunkResult
+from dmflow.models import ChunkResult, TrainingMetrics
 from dmflow.status import RunStatus
 from dmflow.store.base import batch_payload
 from dmflow.store.postgres import PostgresRunStore
@@ -99,7 +99,7 @@ def test_record_batch_writes_pairs_ledger_and_counters(
     after = store.record_batch(run, results, usage={"requests": 3, "prompt_tokens": 120})
 
     assert (after.processed_chunks, after.pair_count) == (3, 6)
-    assert after.usage == {"requests": 3, "prompt_tokens": 120}
+    assert after.usage.counted() == {"requests": 3, "prompt_tokens": 120}
     assert after.heartbeat_at is not None and after.heartbeat_at >= run.heartbeat_at  # type: ignore[operator]
     assert counts(db, run.id) == (6, 3)
     assert store.recorded_chunk_ids(run.id) == {"c1", "c2", "c3"}
@@ -127,13 +127,13 @@ def test_recording_the_same_batch_twice_adds_nothing(db: Database, store: Postgr
         first.processed_chunks,
         first.pair_count,
     )
-    assert second.usage == {"requests": 2}
+    assert second.usage.counted() == {"requests": 2}
     assert counts(db, run.id) == (4, 2)
 
     # a batch overlapping a recorded chunk only adds the new chunk
     third = store.record_batch(run, batch("c2", "c3"), usage={"requests": 2})
     assert (third.processed_chunks, third.pair_count) == (3, 6)
-    assert third.usage == {"requests": 4}
+    assert third.usage.counted() == {"requests": 4}
 
 
 def test_a_batch_failing_halfway_writes_nothing(db: Database, store: PostgresRunStore) -> None:
@@ -154,7 +154,7 @@ def test_a_batch_failing_halfway_writes_nothing(db: Database, store: PostgresRun
             (run.id, Jsonb(chunks), Jsonb(pairs)),
         )
     after = store.get_run(run.id)
-    assert (after.processed_chunks, after.pair_count, after.usage) == (1, 2, {})
+    assert (after.processed_chunks, after.pair_count, after.usage.counted()) == (1, 2, {})
     assert counts(db, run.id) == (2, 1)
     assert store.recorded_chunk_ids(run.id) == {"c0"}
 
@@ -243,9 +243,14 @@ def test_completing_a_run_updates_settings(db: Database, store: PostgresRunStore
         run = store.create_run(f"ds-{owner}", user_id=owner)
         run = store.transition(run, RunStatus.GENERATED)
         run = store.transition(run, RunStatus.TRAINING)
-        run = store.update_progress(run, deeplake_job_id="job-1", metrics={"recall@10": 0.5})
+        run = store.update_progress(
+            run, deeplake_job_id="job-1", metrics=TrainingMetrics(before={"recall@10": 0.5})
+        )
         done = store.transition(run, RunStatus.COMPLETED)
-        assert done.metrics == {"recall@10": 0.5} and done.deeplake_job_id == "job-1"
+        assert (
+            done.metrics == TrainingMetrics(before={"recall@10": 0.5})
+            and done.deeplake_job_id == "job-1"
+        )
         row = db.execute(
             "select last_training_run_id, last_trained_at from deep_memory_settings"
             " where user_id is not distinct from %s",
@@ -301,7 +306,35 @@ def test_usage_alone_counts_once_per_record_key(store: PostgresRunStore) -> None
     once = store.record_batch(run, [], {"requests": 3}, record_key=key)
     again = store.record_batch(run, [], {"requests": 3}, record_key=key)  # a retried record
     other = store.record_batch(run, [], {"requests": 2}, record_key=uuid.uuid4())
-    assert (once.usage["requests"], again.usage["requests"]) == (3, 3)
-    assert other.usage["requests"] == 5 and other.processed_chunks == 0
+    assert (once.usage.requests, again.usage.requests) == (3, 3)
+    assert other.usage.requests == 5 and other.processed_chunks == 0
     # Without a key the old replay guard holds: usage only with new chunks.
-    assert store.record_batch(run, [], {"requests": 9}).usage["requests"] == 5
+    assert store.record_batch(run, [], {"requests": 9}).usage.requests == 5
+
+
+def test_metrics_and_usage_written_before_they_were_typed_read_as_they_were(
+    db: Database, store: PostgresRunStore
+) -> None:
+    run = store.create_run("ds-old")
+    db.execute(
+        "update deep_memory_training_runs set metrics = %s, usage = %s where id = %s",
+        (
+            Jsonb(
+                {
+                    "before": {"recall@10": 0.4},
+                    "after": {"recall@10": 0.6},
+                    "train_pairs": 90,
+                    "eval_pairs": 10,
+                    "adapter": "/data/adapter.npy",  # a trainer's own extra
+                }
+            ),
+            Jsonb({"requests": 7, "cost_usd": 0.25, "questions_dropped_assistant_chatter": 3}),
+            run.id,
+        ),
+    )
+    read = store.get_run(run.id)
+    assert read.metrics is not None
+    assert (read.metrics.after["recall@10"], read.metrics.train_pairs) == (0.6, 90)
+    assert read.metrics.stored()["adapter"] == "/data/adapter.npy"
+    assert (read.usage.requests, read.usage.cost_usd) == (7, 0.25)
+    assert read.usage.dropped == {"assistant chatter": 3}

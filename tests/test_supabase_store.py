@@ -188,7 +188,11 @@ def test_the_run_lifecycle_through_either_adapter(any_store: RunStore, db: Datab
     ]
     run = any_store.record_batch(run, results, usage={"requests": 2})
     again = any_store.record_batch(run, results, usage={"requests": 2})
-    assert (again.processed_chunks, again.pair_count, again.usage) == (2, 2, {"requests": 2})
+    assert (again.processed_chunks, again.pair_count, again.usage.counted()) == (
+        2,
+        2,
+        {"requests": 2},
+    )
     assert any_store.recorded_chunk_ids(run.id) == {"c1", "c2"}
 
     failed = any_store.transition(again, RunStatus.GENERATING_FAILED, error_message="LLM down")

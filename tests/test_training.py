@@ -125,8 +125,8 @@ def test_training_subflow_completes_the_run(
     assert done.status is RunStatus.COMPLETED
     assert done.deeplake_job_id is not None and done.deeplake_job_id.startswith("local-")
     assert done.metrics is not None
-    assert done.metrics["after"]["recall@10"] > done.metrics["before"]["recall@10"]
-    assert result.metrics["job_id"] == done.deeplake_job_id
+    assert done.metrics.after["recall@10"] > done.metrics.before["recall@10"]
+    assert result.metrics.job_id == done.deeplake_job_id
     assert db.execute("select last_training_run_id from deep_memory_settings") == [(done.id,)]
 
 
@@ -203,7 +203,7 @@ def test_incremental_retraining_adds_the_pairs_of_earlier_completed_runs(
     def trained_on(run: object) -> int:
         metrics = store.get_run(run.id).metrics  # type: ignore[attr-defined]
         assert metrics is not None
-        return int(metrics["train_pairs"] + metrics["eval_pairs"])
+        return int((metrics.train_pairs or 0) + (metrics.eval_pairs or 0))
 
     assert trained_on(alone) == 300
     # It asked only chunks no completed run had asked, and trains on its own 300 pairs,

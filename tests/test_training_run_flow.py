@@ -40,7 +40,7 @@ def test_a_whole_run_completes(
     assert run.id == result.id
     assert run.status is RunStatus.COMPLETED
     assert run.flow_run_id is not None
-    assert run.metrics is not None and run.metrics["after"]["recall@10"] > 0
+    assert run.metrics is not None and run.metrics.after["recall@10"] > 0
 
     # In the Prefect UI: the parent named by the dataset and the run's short id, its
     # phases by the run's short id and attempt.

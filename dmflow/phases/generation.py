@@ -22,11 +22,10 @@ import numpy.typing as npt
 from dmflow.chunks import Chunk, ChunkSource, open_chunk_source
 from dmflow.generation.answers import Answers, AnswersToRecord, RecordingStopped
 from dmflow.generation.base import ChunksUnanswered, QuestionGenerator
-from dmflow.generation.cleaning import dropped_reasons
 from dmflow.generation.factory import build_generator
 from dmflow.generation.outage import EndpointOutage
 from dmflow.generation.patience import record_patiently
-from dmflow.models import ChunkResult, TrainingRun
+from dmflow.models import ChunkResult, RunUsage, TrainingRun
 from dmflow.params import RunParams
 from dmflow.phases.batches_in_flight import BatchesInFlight
 from dmflow.phases.heartbeat import heartbeat
@@ -232,18 +231,18 @@ MODEL_CHECK_REPLIES = 50
 MOSTLY_UNUSABLE = 0.8
 
 
-def warn_if_the_model_is_the_problem(usage: dict[str, float], log: Log) -> bool:
+def warn_if_the_model_is_the_problem(usage: RunUsage, log: Log) -> bool:
     """Once 50 replies are in, one warning when over 80 % of them were unusable: the
     model, not the endpoint, is what fails. True once it has warned."""
-    replies = usage.get("replies", 0)
+    replies = usage.replies
     if replies < MODEL_CHECK_REPLIES:
         return False
-    unusable = usage.get("replies_unusable", 0)
+    unusable = usage.replies_unusable
     if unusable / replies <= MOSTLY_UNUSABLE:
         return True  # checked: no need to look again
-    reasons = dropped_reasons(usage)
-    if usage.get("replies_malformed"):
-        reasons["no question in the reply"] = int(usage["replies_malformed"])
+    reasons = usage.dropped
+    if usage.replies_malformed:
+        reasons["no question in the reply"] = usage.replies_malformed
     listed = ", ".join(
         f"{reason} {n}" for reason, n in sorted(reasons.items(), key=lambda r: -r[1])
     )

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dmflow.coverage import coverage_line
-from dmflow.models import TrainingRun
+from dmflow.models import RunUsage, TrainingMetrics, TrainingRun
 from dmflow.training.recall_rows import recall_rows
 
 
-def usage_markdown(usage: dict[str, Any]) -> list[str]:
+def usage_markdown(usage: RunUsage) -> list[str]:
     """The run's usage as a markdown table (after a blank line), or nothing."""
-    if not usage:
+    counted = usage.counted()
+    if not counted:
         return []
-    rows = [f"| {key} | {value:g} |" for key, value in sorted(usage.items())]
+    rows = [f"| {key} | {value:g} |" for key, value in sorted(counted.items())]
     return ["", "| usage | value |", "| --- | --- |", *rows]
 
 
@@ -32,24 +31,28 @@ def generation_markdown(run: TrainingRun, skipped: dict[str, int], capped: bool)
     return "\n".join(lines + usage_markdown(run.usage))
 
 
-def recall_markdown(run: TrainingRun, metrics: dict[str, Any]) -> str:
+def recall_markdown(run: TrainingRun, metrics: TrainingMetrics) -> str:
     lines = [
         f"# Deep Memory training of run `{run.id}`",
         "",
         f"- dataset: `{run.dataset}`",
-        f"- job: `{run.deeplake_job_id}` ({metrics.get('trainer', '?')} trainer)",
-        f"- pairs: {metrics.get('train_pairs', '?')} trained, "
-        f"{metrics.get('eval_pairs', '?')} held out",
+        f"- job: `{run.deeplake_job_id}` ({metrics.trainer or '?'} trainer)",
+        f"- pairs: {_or_unknown(metrics.train_pairs)} trained, "
+        f"{_or_unknown(metrics.eval_pairs)} held out",
         "",
         "| recall | before | after | change |",
         "| --- | --- | --- | --- |",
     ]
     for key, was, now, change in recall_rows(metrics):
         lines.append(f"| {key.removeprefix('recall')} | {was} | {now} | {change} |")
-    if metrics.get("before") and not metrics.get("after"):
+    if metrics.before and not metrics.after:
         lines += [
             "",
             "`after`: the managed service does not report recall to dmflow; the figures above "
             "are the base embeddings' recall on the held-out questions.",
         ]
     return "\n".join(lines)
+
+
+def _or_unknown(count: int | None) -> str:
+    return "?" if count is None else str(count)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
-from dmflow.models import TrainingPair, TrainingRun
+from dmflow.models import TrainingMetrics, TrainingPair, TrainingRun
 from dmflow.params import RunParams
 from dmflow.phases.heartbeat import heartbeat
 from dmflow.phases.markdown import recall_markdown
@@ -85,14 +84,16 @@ async def _train(
     status = await _poll(trainer, job_id, intervals, params.training_timeout_s, steps)
     if status.state is JobState.FAILED:
         raise TrainingError(f"Deep Memory job {job_id} failed: {status.error}")
-    metrics = {**status.metrics, "job_id": job_id, "embedder": embedder}
-    if "before" not in metrics:
+    metrics = TrainingMetrics.model_validate(
+        {**status.metrics, "job_id": job_id, "embedder": embedder}
+    )
+    if not metrics.before:
         # The service does not evaluate for us: report recall with the base embeddings.
         if split is None:  # re-attached: the pairs were not read this time
             split = split_by_chunk(await asyncio.to_thread(training_pairs, store, run, params))
         train_set, held = split
-        metrics.update(await asyncio.to_thread(trainer.baseline, run.dataset, held))
-        metrics["train_pairs"] = len(train_set)
+        baseline = await asyncio.to_thread(trainer.baseline, run.dataset, held)
+        metrics = metrics.model_copy(update={**baseline, "train_pairs": len(train_set)})
     return await _complete(store, run, metrics, steps)
 
 
@@ -156,7 +157,7 @@ async def _poll(
 
 
 async def _complete(
-    store: RunStore, run: TrainingRun, metrics: dict[str, Any], steps: TrainingSteps
+    store: RunStore, run: TrainingRun, metrics: TrainingMetrics, steps: TrainingSteps
 ) -> TrainingRun:
     run = await asyncio.to_thread(store.update_progress, run, metrics=metrics)
     run = await asyncio.to_thread(store.transition, run, RunStatus.COMPLETED)
@@ -165,8 +166,7 @@ async def _complete(
         recall_markdown(run, metrics),
         f"Recall before and after Deep Memory for run {run.id}",
     )
-    before = metrics.get("before", {}).get("recall@10")
-    after = metrics.get("after", {}).get("recall@10")
+    before, after = metrics.before.get("recall@10"), metrics.after.get("recall@10")
     steps.log.info(
         "run %s completed: recall@10 %s -> %s", run.id, _rounded(before), _rounded(after)
     )

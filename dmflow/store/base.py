@@ -17,7 +17,7 @@ from dmflow.errors import (
     RunNotDeletable,
     RunNotFound,
 )
-from dmflow.models import ChunkResult, TrainingPair, TrainingRun
+from dmflow.models import ChunkResult, TrainingMetrics, TrainingPair, TrainingRun
 from dmflow.status import Phase, RunStatus
 
 
@@ -74,7 +74,7 @@ class RunStore(Protocol):
         *,
         total_chunks: int | None = None,
         deeplake_job_id: str | None = None,
-        metrics: Mapping[str, Any] | None = None,
+        metrics: TrainingMetrics | None = None,
         params_patch: Mapping[str, Any] | None = None,
     ) -> TrainingRun:
         """Refresh the heartbeat of an active run and set the given fields

@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from dmflow.errors import DatabaseRefused, DatabaseUnavailable, RunNotFound
-from dmflow.models import ChunkResult, TrainingPair, TrainingRun
+from dmflow.models import ChunkResult, TrainingMetrics, TrainingPair, TrainingRun
 from dmflow.redaction import describe, scrub
 from dmflow.status import Phase, RunStatus, check_transition
 from dmflow.store.base import batch_payload, error_from_database
@@ -153,7 +153,7 @@ class PostgresRunStore:
         *,
         total_chunks: int | None = None,
         deeplake_job_id: str | None = None,
-        metrics: Mapping[str, Any] | None = None,
+        metrics: TrainingMetrics | None = None,
         params_patch: Mapping[str, Any] | None = None,
     ) -> TrainingRun:
         return self._one(
@@ -163,7 +163,7 @@ class PostgresRunStore:
                 run.attempt,
                 total_chunks,
                 deeplake_job_id,
-                Jsonb(dict(metrics)) if metrics is not None else None,
+                Jsonb(metrics.stored()) if metrics is not None else None,
                 Jsonb(dict(params_patch)) if params_patch is not None else None,
             ),
         )

@@ -17,7 +17,7 @@ import httpx
 from pydantic import SecretStr
 
 from dmflow.errors import ConfigurationError, DatabaseRefused, DatabaseUnavailable, RunNotFound
-from dmflow.models import ChunkResult, TrainingPair, TrainingRun
+from dmflow.models import ChunkResult, TrainingMetrics, TrainingPair, TrainingRun
 from dmflow.redaction import scrub
 from dmflow.status import Phase, RunStatus, check_transition
 from dmflow.store.base import batch_payload, error_from_database
@@ -146,7 +146,7 @@ class SupabaseRunStore:
         *,
         total_chunks: int | None = None,
         deeplake_job_id: str | None = None,
-        metrics: Mapping[str, Any] | None = None,
+        metrics: TrainingMetrics | None = None,
         params_patch: Mapping[str, Any] | None = None,
     ) -> TrainingRun:
         return self._rpc(
@@ -156,7 +156,7 @@ class SupabaseRunStore:
                 "p_attempt": run.attempt,
                 "p_total_chunks": total_chunks,
                 "p_deeplake_job_id": deeplake_job_id,
-                "p_metrics": dict(metrics) if metrics is not None else None,
+                "p_metrics": metrics.stored() if metrics is not None else None,
                 "p_params_patch": dict(params_patch) if params_patch is not None else None,
             },
         )

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from dmflow.chunks import Chunk
 from dmflow.generation.answers import Answers
 from dmflow.generation.base import QuestionGenerator
-from dmflow.models import ChunkResult, TrainingPair
+from dmflow.models import ChunkResult, RunUsage, TrainingPair
 
 
 @dataclass
 class Asked:
     results: list[ChunkResult]
     """One per answered chunk, in the order the chunks were given."""
-    usage: dict[str, float]
+    usage: RunUsage
     unanswered: list[Chunk]
     """Chunks the endpoint never answered."""
 
@@ -36,4 +36,4 @@ async def ask(generator: QuestionGenerator, chunks: Sequence[Chunk]) -> Asked:
     taken = answers.take()
     order = {chunk.id: n for n, chunk in enumerate(chunks)}
     results = sorted(taken.results, key=lambda result: order[result.chunk_id])
-    return Asked(results, taken.usage, answers.take_unanswered())
+    return Asked(results, RunUsage.model_validate(taken.usage), answers.take_unanswered())

@@ -33,7 +33,7 @@ def print_outcome(run: TrainingRun) -> None:
     )
     if run.error_message:
         err.print(f"[red]error:[/red] {escape(scrub(run.error_message))}", highlight=False)
-    if table := recall_table(run.metrics or {}):
+    if table := recall_table(run.metrics):
         out.print(table)
 
 
