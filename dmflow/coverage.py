@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dmflow.models import TrainingMetrics, TrainingRun
 
 
 def coverage_line(run: TrainingRun) -> str | None:
     """e.g. `1250 of 100000 chunks asked, a sample spread over the dataset (seed 7);
     830 of 900 documents`; None before generation has finished."""
-    coverage: dict[str, Any] | None = run.params.get("coverage")
+    coverage = run.facts.coverage
     if not coverage:
         return None
     asked, total = coverage.get("asked", run.processed_chunks), coverage.get("chunks", 0)

@@ -89,6 +89,21 @@ class RunUsage(BaseModel):
         return {key: value for key, value in self.model_dump().items() if value}
 
 
+class RunFacts(BaseModel):
+    """What dmflow found about a run, in its `facts` column (`params` stays what the user
+    asked for)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    embedder: str | None = None
+    """The embedder resolved for the dataset when the run began (its questions are
+    embedded with it)."""
+    coverage: dict[str, Any] | None = None
+    """What the run's chunks cover of the dataset (`dmflow.coverage`), once generated."""
+    max_pairs_reached: bool = False
+    """The max_pairs cap stopped generation."""
+
+
 class TrainingRun(BaseModel):
     """One row of `deep_memory_training_runs`."""
 
@@ -117,6 +132,8 @@ class TrainingRun(BaseModel):
     flow_run_id: UUID | None = None
     """The Prefect flow run driving the run now."""
     params: dict[str, Any] = Field(default_factory=dict)
+    """What the user asked for (`RunParams`)."""
+    facts: RunFacts = Field(default_factory=RunFacts)
     usage: RunUsage = Field(default_factory=RunUsage)
     driver_host: str | None = None
     """The lease: host, process id and start time of the process driving the run."""

@@ -41,13 +41,12 @@ from flows.names import training_run_name
 from flows.phases import current_flow_run_id, run_phases
 
 
-async def preflight(dataset: str, params: RunParams) -> RunParams:
+async def preflight(dataset: str, params: RunParams) -> str:
     """Refuse what training cannot do before generation spends anything (a local path for
-    the managed trainer, no token, a plan without Deep Memory, a mismatched embedder), and
-    record the embedder the run will use."""
+    the managed trainer, no token, a plan without Deep Memory, a mismatched embedder).
+    Returns the embedder the run will use."""
     trainer = build_trainer(params, resources.settings())
-    embedder = await asyncio.to_thread(trainer.preflight, dataset)
-    return params.model_copy(update={"embedder": embedder})
+    return await asyncio.to_thread(trainer.preflight, dataset)
 
 
 # The parameters are RunParams' fields, spelled out so that the Prefect UI's form and
@@ -94,8 +93,7 @@ async def training_run(
         if run is None:
             # No run row for a dataset no phase can use: it would block the dataset.
             checked = await asyncio.to_thread(check_usable, dataset, resources.settings())
-            if params.train:
-                params = await preflight(dataset, params)
+            embedder = await preflight(dataset, params) if params.train else None
             run = create_leased_run(
                 store,
                 dataset,
@@ -103,6 +101,8 @@ async def training_run(
                 params=params.model_dump(mode="json", exclude_none=True),
                 flow_run_id=flow_run_id,
             )
+            if embedder is not None:  # dmflow's fact, not the user's parameter
+                run = store.update_progress(run, facts_patch={"embedder": embedder})
             logger.info("created training run %s for %s", run.id, dataset)
             preflighted = params.train
         else:

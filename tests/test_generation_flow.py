@@ -104,7 +104,8 @@ def test_generation_stops_at_max_pairs(
     summary = asyncio.run(generate_training_data(run.id))
     done = store.get_run(run.id)
     assert (done.status, done.pair_count) == (RunStatus.GENERATED, 50)
-    assert done.params["max_pairs_reached"] is True and summary.params["max_pairs_reached"]
+    assert done.facts.max_pairs_reached and summary.facts.max_pairs_reached
+    assert "max_pairs_reached" not in done.params  # the user's parameters stay theirs
     assert done.processed_chunks < done.total_chunks
 
 

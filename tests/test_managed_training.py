@@ -49,7 +49,7 @@ def test_submit_poll_completed_through_the_parent_flow(
     result = asyncio.run(training_run(CORPUS, trainer="managed", max_pairs=400))
     run = store.get_run(result.id)
     assert run.status is RunStatus.COMPLETED, run.error_message
-    assert run.params["embedder"] == "hashing-512"
+    assert run.facts.embedder == "hashing-512" and "embedder" not in run.params
     assert activeloop_server.count("train") == 1
     assert run.deeplake_job_id in activeloop_server.jobs
     assert run.metrics is not None

@@ -6,6 +6,7 @@ import uuid
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from dmflow.db.migrations import apply_migrations, discover
 from tests.fixtures.concurrency import at_once
@@ -192,3 +193,35 @@ def test_concurrent_migrate_applies_each_version_once(supabase_like_db: Database
     assert supabase_like_db.execute(
         "select count(*) from supabase_migrations.schema_migrations"
     ) == [(len(discover()),)]
+
+
+def test_dmflow_s_facts_move_out_of_the_params_of_runs_stored_before(
+    supabase_like_db: Database,
+) -> None:
+    db = supabase_like_db
+    apply_migrations(db.url, up_to=VERSIONS[VERSIONS.index("20261203000001") - 1])
+    run_id = uuid.uuid4()
+    db.execute(
+        "insert into deep_memory_training_runs (id, dataset, status, params)"
+        " values (%s, 'ds', 'completed', %s)",
+        (
+            run_id,
+            Jsonb(
+                {
+                    "generator": "local",
+                    "embedder": "hashing-512",
+                    "coverage": {"sample": "spread", "asked": 40},
+                    "max_pairs_reached": True,
+                }
+            ),
+        ),
+    )
+    apply_migrations(db.url)
+    assert db.execute(
+        "select params, facts from deep_memory_training_runs where id = %s", (run_id,)
+    ) == [
+        (
+            {"generator": "local", "embedder": "hashing-512"},
+            {"coverage": {"sample": "spread", "asked": 40}, "max_pairs_reached": True},
+        )
+    ]

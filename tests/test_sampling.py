@@ -104,7 +104,8 @@ def test_a_capped_run_asks_a_spread_sample_and_in_order_asks_the_head(
     asked = asked_rows(store, spread)
     assert len(asked) == 40
     assert asked[0] < total * 0.1 and asked[-1] > total * 0.9, asked
-    coverage = spread.params["coverage"]
+    coverage = spread.facts.coverage
+    assert coverage is not None and "coverage" not in spread.params
     assert coverage["sample"] == "spread" and coverage["asked"] == 40
     assert coverage["documents_covered"] == 40 < coverage["documents"]
     assert "40 of 314 chunks asked, a sample spread" in (coverage_line(spread) or "")
@@ -123,7 +124,7 @@ def test_a_resumed_capped_run_asks_exactly_the_first_attempts_sample(
     db.execute("delete from public.deep_memory_training_runs")
 
     # The first attempt recorded 7 chunks of its sample, then its process was killed.
-    run = store.create_run(sample_dataset, params=dict(first.params) | {"coverage": None})
+    run = store.create_run(sample_dataset, params=dict(first.params))
     store.record_batch(run, [ChunkResult.done(c, ["Why?"], "text") for c in sorted(sample)[:7]])
     run = store.enter_phase(
         run.id, Phase.GENERATION, attempt=0, flow_run_id=None, lease=("h", 1, None)
@@ -140,4 +141,5 @@ def test_include_previous_runs_asks_only_chunks_no_completed_run_asked(
     second = generated(store, settings, sample_dataset, max_pairs=40, include_previous_runs=True)
     again = store.recorded_chunk_ids(first.id) & store.recorded_chunk_ids(second.id)
     assert second.pair_count == 40 and not again
-    assert second.params["coverage"]["asked_earlier"] == 40
+    assert second.facts.coverage is not None
+    assert second.facts.coverage["asked_earlier"] == 40

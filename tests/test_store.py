@@ -293,11 +293,15 @@ def test_max_pairs_is_never_exceeded(db: Database, store: PostgresRunStore) -> N
     assert (run.pair_count, run.processed_chunks) == (10, 3)
 
 
-def test_progress_sets_fields_and_merges_params(store: PostgresRunStore) -> None:
+def test_progress_sets_fields_and_merges_facts_leaving_params_alone(
+    store: PostgresRunStore,
+) -> None:
     run = store.create_run("ds", params={"generator": "local", "max_pairs": 10})
-    run = store.update_progress(run, total_chunks=42, params_patch={"max_pairs_reached": True})
+    run = store.update_progress(run, total_chunks=42, facts_patch={"embedder": "hashing-512"})
+    run = store.update_progress(run, facts_patch={"max_pairs_reached": True})
     assert run.total_chunks == 42
-    assert run.params == {"generator": "local", "max_pairs": 10, "max_pairs_reached": True}
+    assert (run.facts.embedder, run.facts.max_pairs_reached) == ("hashing-512", True)
+    assert run.params == {"generator": "local", "max_pairs": 10}
 
 
 def test_usage_alone_counts_once_per_record_key(store: PostgresRunStore) -> None:

@@ -316,7 +316,7 @@ async def _finish(
     if capped:
         steps.log.info("stopped at the max_pairs cap of %d pairs", params.max_pairs)
         patch["max_pairs_reached"] = True
-    run = await asyncio.to_thread(store.update_progress, run, params_patch=patch)
+    run = await asyncio.to_thread(store.update_progress, run, facts_patch=patch)
     await steps.progress(run, force=True)
     skipped = await asyncio.to_thread(store.skipped_reasons, run.id)
     run = await asyncio.to_thread(store.transition, run, RunStatus.GENERATED)

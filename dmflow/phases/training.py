@@ -67,11 +67,14 @@ async def _train(
     run: TrainingRun, store: RunStore, settings: Settings, steps: TrainingSteps, preflight: bool
 ) -> TrainingRun:
     params = RunParams.model_validate(run.params)
+    if params.embedder is None and run.facts.embedder is not None:
+        # The embedder resolved when the run began: a recovery trains with it, or is
+        # refused by the preflight when the dataset's embedder changed since.
+        params = params.model_copy(update={"embedder": run.facts.embedder})
     trainer = build_trainer(params, settings)
-    if preflight or params.embedder is None:
+    embedder = params.embedder
+    if preflight or embedder is None:
         embedder = await asyncio.to_thread(trainer.preflight, run.dataset)
-    else:
-        embedder = params.embedder
     job_id = await _reattachable_job(trainer, run.deeplake_job_id, steps.log)
     split: Split | None = None
     if job_id is None:

@@ -75,10 +75,10 @@ class RunStore(Protocol):
         total_chunks: int | None = None,
         deeplake_job_id: str | None = None,
         metrics: TrainingMetrics | None = None,
-        params_patch: Mapping[str, Any] | None = None,
+        facts_patch: Mapping[str, Any] | None = None,
     ) -> TrainingRun:
         """Refresh the heartbeat of an active run and set the given fields
-        (`params_patch` is merged into `params`)."""
+        (`facts_patch` is merged into `facts`)."""
         ...
 
     def enter_phase(

@@ -154,7 +154,7 @@ class PostgresRunStore:
         total_chunks: int | None = None,
         deeplake_job_id: str | None = None,
         metrics: TrainingMetrics | None = None,
-        params_patch: Mapping[str, Any] | None = None,
+        facts_patch: Mapping[str, Any] | None = None,
     ) -> TrainingRun:
         return self._one(
             "select * from public.dmflow_update_run_progress(%s, %s, %s, %s, %s, %s)",
@@ -164,7 +164,7 @@ class PostgresRunStore:
                 total_chunks,
                 deeplake_job_id,
                 Jsonb(metrics.stored()) if metrics is not None else None,
-                Jsonb(dict(params_patch)) if params_patch is not None else None,
+                Jsonb(dict(facts_patch)) if facts_patch is not None else None,
             ),
         )
 

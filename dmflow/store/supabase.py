@@ -147,7 +147,7 @@ class SupabaseRunStore:
         total_chunks: int | None = None,
         deeplake_job_id: str | None = None,
         metrics: TrainingMetrics | None = None,
-        params_patch: Mapping[str, Any] | None = None,
+        facts_patch: Mapping[str, Any] | None = None,
     ) -> TrainingRun:
         return self._rpc(
             "dmflow_update_run_progress",
@@ -157,7 +157,7 @@ class SupabaseRunStore:
                 "p_total_chunks": total_chunks,
                 "p_deeplake_job_id": deeplake_job_id,
                 "p_metrics": metrics.stored() if metrics is not None else None,
-                "p_params_patch": dict(params_patch) if params_patch is not None else None,
+                "p_facts_patch": dict(facts_patch) if facts_patch is not None else None,
             },
         )
 
