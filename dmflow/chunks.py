@@ -13,7 +13,12 @@ import numpy.typing as npt
 from pydantic import SecretStr
 
 from dmflow.deadline import run_with_deadline
-from dmflow.deeplake_support import import_deeplake, load_read_only, point_at_activeloop
+from dmflow.deeplake_support import (
+    drop_chunks_read_before,
+    import_deeplake,
+    load_read_only,
+    point_at_activeloop,
+)
 from dmflow.errors import DmflowError
 from dmflow.redaction import storable
 from dmflow.sampling import document_of
@@ -176,6 +181,8 @@ class DeepLakeChunkSource:
             # differ only by those are the same id, caught by the duplicate check.
             values = self._dataset.id[start:stop].numpy(aslist=True)
             yield start, [storable(_as_str(v)) for v in values]
+            # The window's other tensors (text, metadata) were read by now.
+            drop_chunks_read_before(self._dataset)
 
     def _check_ids(self) -> None:
         if self._total == 0:

@@ -203,3 +203,26 @@ def load_read_only(
         )
     except DatasetHandlerError:
         return None
+
+
+def drop_chunks_read_before(dataset: Any) -> None:
+    """Drop from `dataset`'s memory cache every storage chunk but the one each tensor
+    was read from last.
+
+    For a reader that walks the dataset in order: deeplake keeps every chunk read until
+    its cache is full, so a whole cache of chunks never read again stayed in memory for
+    the rest of the run (the cache's size was what a large run grew by). deeplake 3.9's
+    cache has no public way to drop one key; `tests/test_chunk_source.py` fails if its
+    `lru_sizes` and `_del_item_from_cache` change."""
+    cache = dataset.storage
+    newest: dict[str, str] = {}
+    stale: list[str] = []
+    for key in list(getattr(cache, "lru_sizes", ())):  # least recently used first
+        tensor, marker, _ = key.partition("/chunks/")
+        if not marker:
+            continue  # metadata and encoders: small, and read again on every window
+        if tensor in newest:
+            stale.append(newest[tensor])
+        newest[tensor] = key
+    for key in stale:
+        cache._del_item_from_cache(key)

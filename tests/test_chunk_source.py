@@ -170,3 +170,45 @@ def test_a_storage_chunk_as_large_as_deeplake_makes_it_is_read_once(
     largest = max(Path(path, key).stat().st_size for key in reads)
     assert largest > 14_000_000, largest  # the case: a chunk near deeplake's largest
     assert max(reads.values()) == 1, reads
+
+
+def test_streaming_keeps_only_the_storage_chunk_each_tensor_is_read_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deeplake keeps every chunk read until its cache is full: a run over a large
+    dataset carried a whole cache of chunks it never read again (40 MiB of its growth
+    at 100,000 chunks). Each chunk is still read from disk once."""
+    deeplake = import_deeplake()
+    from deeplake.core.storage.local import LocalProvider
+
+    path = str(tmp_path / "several-chunks")
+    dataset = deeplake.empty(path, overwrite=True, verbose=False)
+    with dataset:
+        dataset.create_tensor("id", htype="text")
+        dataset.create_tensor("text", htype="text")
+        for start in range(0, 24_000, 1_000):
+            dataset.id.extend([f"c{n}" for n in range(start, start + 1_000)])
+            dataset.text.extend([f"{n} " + "words " * 200 for n in range(start, start + 1_000)])
+    reads: dict[str, int] = {}
+    read = LocalProvider.__getitem__
+
+    def counted(self: LocalProvider, key: str) -> bytes:
+        if "/chunks/" in key:
+            reads[key] = reads.get(key, 0) + 1
+        return read(self, key)
+
+    monkeypatch.setattr(LocalProvider, "__getitem__", counted)
+    source = DeepLakeChunkSource(path)
+    cached_at_most: dict[str, int] = {}
+    streamed = 0
+    for batch in source.batches(256):
+        streamed += len(batch)
+        for tensor in ("id", "text"):
+            held = [key for key in source._dataset.storage.lru_sizes if key.startswith(tensor)]
+            chunks = sum("/chunks/" in key for key in held)
+            cached_at_most[tensor] = max(cached_at_most.get(tensor, 0), chunks)
+    text_chunks = [key for key in reads if key.startswith("text/")]
+    assert streamed == 24_000 and len(text_chunks) >= 3, reads  # the case: several chunks
+    assert max(reads.values()) == 1, reads
+    # One chunk of each, two while a window spans the end of one and the start of the next.
+    assert cached_at_most["id"] == 1 and cached_at_most["text"] <= 2, cached_at_most
