@@ -30,11 +30,9 @@ STREAMING_CACHE_MB = 40
 """deeplake's megabytes (10^6 bytes). Every read goes through windows in dataset order,
 so the cache only has to hold the storage chunk of each of the two tensors read
 together (id with text, or id with metadata): up to deeplake's largest chunk (16 MB and
-a header) each, with room to spare. deeplake fills the cache with chunks already read
-until it is full, so its size is also what the process grows by: at 64 MB, 100,000
-chunks grew it by 86 MiB, at 16 MB by 46 MiB. At 16 MB, though, a dataset of short ids
-filled past that (from ~670,000 chunks) read its whole id chunk from disk again for
-every row."""
+a header) each, with room to spare; chunks already read are dropped after each window
+(`drop_chunks_read_before`). At 16 MB, a dataset of short ids filled past one chunk
+(from ~670,000 chunks) read its whole id chunk from disk again for every row."""
 ID_CHECK_WINDOW = 8_192
 """Ids read at a time by the whole-dataset scans. deeplake hands each id over as an
 array of its own (~700 bytes a row while a window is read): 65,536 at a time raised the
