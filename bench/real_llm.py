@@ -27,8 +27,7 @@ from bench.common import bench_environment
 from bench.recall_models import RECALL_KS, minilm
 from bench.training_local import pairs_of, train
 from dmflow.embedding import Embedder, HashingEmbedder
-from dmflow.generation.cleaning import dropped_reasons
-from dmflow.models import TrainingPair
+from dmflow.models import RunUsage, TrainingPair
 from dmflow.sample import build_sample_dataset
 
 LEASE = ("bench", os.getpid(), None)
@@ -93,7 +92,7 @@ def report_generation(facts: dict[str, Any], pairs: list[TrainingPair], prompt: 
     skipped = ", ".join(f"{reason}: {n}" for reason, n in facts["skipped"].items())
     print(f"  skipped: {skipped or 'none'}")
     print(f"  replies with no question in them: {int(usage.get('replies_malformed', 0))}")
-    dropped = dropped_reasons(usage)
+    dropped = RunUsage.model_validate(usage).dropped
     listed = ", ".join(f"{reason}: {n}" for reason, n in sorted(dropped.items()))
     print(f"  questions dropped by the cleaning: {listed or 'none'}")
     print("  e.g. " + " | ".join(sorted({p.question_text for p in pairs})[:5]))

@@ -6,8 +6,9 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
+from dmflow.models import DROPPED_PREFIX
 from dmflow.redaction import storable
 
 MIN_QUESTION_CHARS = 12
@@ -176,21 +177,10 @@ def clean_questions(
     return kept
 
 
-_DROPPED = "questions_dropped_"
-
-
 def dropped_usage(dropped: Counter[str]) -> dict[str, int]:
-    """What the cleaning dropped, as usage counters (`questions_dropped_<reason>`)."""
-    return {_DROPPED + reason.replace(" ", "_"): count for reason, count in dropped.items()}
-
-
-def dropped_reasons(usage: Mapping[str, float]) -> dict[str, int]:
-    """The cleaning's drops in a run's usage, by reason as the cleaning words it."""
-    return {
-        key.removeprefix(_DROPPED).replace("_", " "): int(value)
-        for key, value in usage.items()
-        if key.startswith(_DROPPED) and value
-    }
+    """What the cleaning dropped, as usage counters (`questions_dropped_<reason>`; read
+    back by reason as `RunUsage.dropped`)."""
+    return {DROPPED_PREFIX + reason.replace(" ", "_"): n for reason, n in dropped.items()}
 
 
 def parse_question_list(content: str) -> list[str] | None:

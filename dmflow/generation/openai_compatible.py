@@ -88,7 +88,6 @@ class _Transient(Exception):
 
 @dataclass
 class _Outcome:
-    chunk: Chunk
     result: ChunkResult | None
     """None: every try failed for transport reasons (unanswered, to be asked again)."""
     problem: str = ""
@@ -112,7 +111,7 @@ class OpenAIQuestionGenerator:
         async with self._endpoint:
             await _all_or_none(self._one(chunk, answers) for chunk in chunks)
 
-    async def _one(self, chunk: Chunk, answers: Answers) -> _Outcome:
+    async def _one(self, chunk: Chunk, answers: Answers) -> None:
         # A chunk keeps its slot through all its tries: at most `concurrency` chunks are
         # being asked, each finishes before another starts, so answers are recorded at
         # the endpoint's pace and a kill loses at most `concurrency` chunks' requests.
@@ -124,7 +123,6 @@ class OpenAIQuestionGenerator:
             answers.add(outcome.result)
         else:
             answers.give_up(chunk, outcome.problem)
-        return outcome
 
     async def _answer(self, chunk: Chunk, usage: Answers) -> _Outcome:
         config = self.config
@@ -150,13 +148,13 @@ class OpenAIQuestionGenerator:
                     continue  # the endpoint is down: the breaker holds the next try
                 failed += 1
                 if failed >= config.max_attempts:
-                    return _Outcome(chunk, None, f"request failed {failed} times: {problem}")
+                    return _Outcome(None, f"request failed {failed} times: {problem}")
                 usage.count("retries", 1)
                 await asyncio.sleep(self._delay(failed - 1, problem.retry_after))
                 continue
             except _RefusedRequest as refused:
                 # Refused for this chunk only (too long for the context, say): no retry helps.
-                return _Outcome(chunk, ChunkResult.skipped(chunk.id, str(refused)))
+                return _Outcome(ChunkResult.skipped(chunk.id, str(refused)))
             tries += 1
             questions, was_malformed, added_nothing = _kept_questions(
                 content, questions, chunk.text, n, usage
@@ -164,13 +162,13 @@ class OpenAIQuestionGenerator:
             malformed += was_malformed
             enough = len(questions) >= (n if style == "one_question" else 1)
             if enough or (questions and tries >= content_tries):
-                return _Outcome(chunk, ChunkResult.done(chunk.id, questions, chunk.text))
+                return _Outcome(ChunkResult.done(chunk.id, questions, chunk.text))
             if tries >= content_tries:
                 problem_text = (
                     "malformed output" if malformed == tries else "no usable questions in output"
                 )
                 reason = f"{problem_text} after {tries} tries"
-                return _Outcome(chunk, ChunkResult.skipped(chunk.id, reason))
+                return _Outcome(ChunkResult.skipped(chunk.id, reason))
             if added_nothing:
                 usage.count("retries", 1)  # asked again after an unusable reply
             # The same prompt fails the same way: after an unusable reply, ask for one
@@ -290,12 +288,12 @@ class _RefusedRequest(Exception):
     """The endpoint refused this request for what it holds."""
 
 
-async def _all_or_none(work: Iterable[Coroutine[Any, Any, _Outcome]]) -> list[_Outcome]:
-    """Every chunk's outcome, in order. When one fails the batch (a refused key, say), the
+async def _all_or_none(work: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Every chunk asked at once. When one fails the batch (a refused key, say), the
     others are cancelled rather than left sending requests for a batch already lost."""
     tasks = [asyncio.ensure_future(one) for one in work]
     try:
-        return list(await asyncio.gather(*tasks))
+        await asyncio.gather(*tasks)
     finally:
         for task in tasks:
             task.cancel()
