@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,39 @@ def test_a_dataset_changed_after_its_check_is_checked_again(make_dataset: MakeDa
         DeepLakeChunkSource(path)
 
 
+def _id_and_text_dataset(path: str, rows: int, text_of: Callable[[int], str]) -> None:
+    """`id` and `text` tensors, appended 1,000 rows at a time as an ingest does."""
+    dataset = import_deeplake().empty(path, overwrite=True, verbose=False)
+    with dataset:
+        dataset.create_tensor("id", htype="text")
+        dataset.create_tensor("text", htype="text")
+        for start in range(0, rows, 1_000):
+            rows_now = range(start, start + 1_000)
+            dataset.id.extend([f"chunk-{n:06d}" for n in rows_now])  # a tensor at a time:
+            dataset.text.extend([text_of(n) for n in rows_now])  # 10x faster to make
+
+
+def _count_chunk_reads(
+    monkeypatch: pytest.MonkeyPatch, *, fail_after: int | None = None
+) -> dict[str, int]:
+    """How often each storage chunk is read from disk, from now on; with `fail_after`, a
+    chunk read more often fails at once (read again and again: not in minutes)."""
+    from deeplake.core.storage.local import LocalProvider
+
+    reads: dict[str, int] = {}
+    read = LocalProvider.__getitem__
+
+    def counted(self: LocalProvider, key: str) -> bytes:
+        if "/chunks/" in key:
+            reads[key] = reads.get(key, 0) + 1
+            if fail_after is not None and reads[key] > fail_after:
+                raise AssertionError(f"{key} read {reads[key]} times")
+        return read(self, key)
+
+    monkeypatch.setattr(LocalProvider, "__getitem__", counted)
+    return reads
+
+
 def test_a_storage_chunk_as_large_as_deeplake_makes_it_is_read_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,29 +176,9 @@ def test_a_storage_chunk_as_large_as_deeplake_makes_it_is_read_once(
     deeplake's largest size (16 MB; 700,000 ids here, the first 670,000 of a 1,000,000
     chunk store). With a cache smaller than that, the id check read the whole storage
     chunk from disk again for every row: over 16 minutes for 1,000,000 chunks."""
-    deeplake = import_deeplake()
-    from deeplake.core.storage.local import LocalProvider
-
     path = str(tmp_path / "large-chunks")
-    dataset = deeplake.empty(path, overwrite=True, verbose=False)
-    with dataset:
-        dataset.create_tensor("id", htype="text")
-        dataset.create_tensor("text", htype="text")
-        for start in range(0, 700_000, 1_000):
-            ids = [f"chunk-{n:06d}" for n in range(start, start + 1_000)]
-            dataset.id.extend(ids)  # a tensor at a time: 10x faster to make
-            dataset.text.extend(ids)
-    reads: dict[str, int] = {}
-    read = LocalProvider.__getitem__
-
-    def counted(self: LocalProvider, key: str) -> bytes:
-        if "/chunks/" in key:
-            reads[key] = reads.get(key, 0) + 1
-            if reads[key] > 3:  # read again and again: stop at once, not in minutes
-                raise AssertionError(f"{key} read {reads[key]} times")
-        return read(self, key)
-
-    monkeypatch.setattr(LocalProvider, "__getitem__", counted)
+    _id_and_text_dataset(path, 700_000, lambda n: f"chunk-{n:06d}")
+    reads = _count_chunk_reads(monkeypatch, fail_after=3)
     source = DeepLakeChunkSource(path)  # checks every id
     assert source.total == 700_000
     largest = max(Path(path, key).stat().st_size for key in reads)
@@ -178,26 +192,9 @@ def test_streaming_keeps_only_the_storage_chunk_each_tensor_is_read_from(
     """deeplake keeps every chunk read until its cache is full: a run over a large
     dataset carried a whole cache of chunks it never read again (40 MiB of its growth
     at 100,000 chunks). Each chunk is still read from disk once."""
-    deeplake = import_deeplake()
-    from deeplake.core.storage.local import LocalProvider
-
     path = str(tmp_path / "several-chunks")
-    dataset = deeplake.empty(path, overwrite=True, verbose=False)
-    with dataset:
-        dataset.create_tensor("id", htype="text")
-        dataset.create_tensor("text", htype="text")
-        for start in range(0, 24_000, 1_000):
-            dataset.id.extend([f"c{n}" for n in range(start, start + 1_000)])
-            dataset.text.extend([f"{n} " + "words " * 200 for n in range(start, start + 1_000)])
-    reads: dict[str, int] = {}
-    read = LocalProvider.__getitem__
-
-    def counted(self: LocalProvider, key: str) -> bytes:
-        if "/chunks/" in key:
-            reads[key] = reads.get(key, 0) + 1
-        return read(self, key)
-
-    monkeypatch.setattr(LocalProvider, "__getitem__", counted)
+    _id_and_text_dataset(path, 24_000, lambda n: f"{n} " + "words " * 200)
+    reads = _count_chunk_reads(monkeypatch)
     source = DeepLakeChunkSource(path)
     cached_at_most: dict[str, int] = {}
     streamed = 0
