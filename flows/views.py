@@ -116,14 +116,23 @@ def recall_table(metrics: TrainingMetrics | None, **style: Any) -> Table | None:
     return table
 
 
+def unusable_replies(usage: RunUsage) -> str | None:
+    """"N % of replies unusable" once a reply was: a model that does not follow the
+    prompt shows here first."""
+    share = usage.unusable_share
+    if not usage.replies_unusable or share is None:
+        return None
+    return f"{100 * share:.0f} % of replies unusable"
+
+
 def _usage_line(usage: RunUsage) -> str | None:
     parts = [f"{usage.requests} requests"] if usage.requests else []
     if usage.tokens:
         parts.append(f"{usage.tokens} tokens")
     if usage.retries:
         parts.append(f"{usage.retries} retries")
-    if usage.replies_unusable and (share := usage.unusable_share) is not None:
-        parts.append(f"{100 * share:.0f} % of replies unusable")
+    if unusable := unusable_replies(usage):
+        parts.append(unusable)
     if usage.cost_usd:
         parts.append(f"est. ${usage.cost_usd:.4f}")
     if usage.chunks and not parts:

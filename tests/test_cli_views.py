@@ -13,6 +13,7 @@ from dmflow.models import ChunkResult
 from dmflow.run_ids import AmbiguousRunId, id_range, parse_prefix, resolve_run
 from dmflow.status import Phase, RunStatus
 from dmflow.store.postgres import PostgresRunStore
+from flows.cli.launcher import describe
 from tests.fixtures.cli import CliRunner, clean_env
 from tests.fixtures.llm_server import LLMServer, Reply
 from tests.fixtures.postgres import Database
@@ -91,6 +92,25 @@ def test_show_is_a_card_with_what_to_do_next(
     assert "3 requests" in out and "$0.5000" in out
     assert "boom: a bad key" in out and f"dmflow recover {str(run.id)[:8]}" in out
     assert "{" not in out  # no raw JSON
+
+
+def test_the_share_of_unusable_replies_shows_in_the_status_line_and_the_card(
+    dmflow: CliRunner, db: Database, store: PostgresRunStore
+) -> None:
+    run = store.create_run("ds")
+    run = store.update_progress(run, total_chunks=1313)
+    assert describe(run) == "generating questions: 0/1313 chunks, 0 pairs"
+    run = store.record_batch(
+        run,
+        [ChunkResult.done("c1", ["What is c1?"], "t")],
+        {"requests": 60, "replies": 60, "replies_unusable": 45},
+    )
+    line = describe(run)
+    assert line == "generating questions: 1/1313 chunks, 1 pairs, 75 % of replies unusable"
+    assert len(line) + 2 <= 80  # with the spinner
+    shown = dmflow("show", str(run.id)[:8], env=clean_env(DMFLOW_DATABASE_URL=db.url))
+    assert shown.returncode == 0, shown.stderr
+    assert "75 % of replies unusable" in shown.stdout
 
 
 def test_a_run_whose_driver_is_gone_is_shown_as_dead_without_writing(

@@ -26,7 +26,7 @@ from dmflow.status import RunStatus
 from flows.cli.console import err, out, store
 from flows.cli.prefect_address import point_at_prefect
 from flows.runtime import settle_imported_objects
-from flows.views import chunks_done
+from flows.views import chunks_done, unusable_replies
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import State
@@ -60,7 +60,9 @@ class WatchedRun:
 def describe(run: TrainingRun) -> str:
     """The status line's text."""
     if run.status is RunStatus.GENERATING:
-        return f"generating questions: {chunks_done(run)} chunks, {run.pair_count} pairs"
+        line = f"generating questions: {chunks_done(run)} chunks, {run.pair_count} pairs"
+        unusable = unusable_replies(run.usage)
+        return f"{line}, {unusable}" if unusable else line
     if run.status is RunStatus.TRAINING:
         job = f" (job {run.deeplake_job_id})" if run.deeplake_job_id else ""
         return f"training Deep Memory on {run.pair_count} pairs{job}"
