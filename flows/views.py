@@ -117,7 +117,7 @@ def recall_table(metrics: TrainingMetrics | None, **style: Any) -> Table | None:
 
 
 def unusable_replies(usage: RunUsage) -> str | None:
-    """"N % of replies unusable" once a reply was: a model that does not follow the
+    """The share of unusable replies, once a reply was: a model that does not follow the
     prompt shows here first."""
     share = usage.unusable_share
     if not usage.replies_unusable or share is None:
