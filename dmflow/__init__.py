@@ -6,7 +6,7 @@ here so they can be used (and tested) without the workflow engine.
 
 import os
 
-from dmflow.memory import limit_malloc_arenas
+from dmflow.memory import keep_malloc_bounded
 
 __version__ = "0.1.0"
 
@@ -28,5 +28,5 @@ from dmflow.redaction import scrub_every_log_record
 
 scrub_every_log_record()
 
-# Before this process starts threads: each would keep a malloc arena of freed memory.
-limit_malloc_arenas()
+# Before this process starts threads or reads a chunk: malloc keeps freed memory otherwise.
+keep_malloc_bounded()
