@@ -44,11 +44,12 @@ def fix_mmap_threshold(mallopt: Callable[[int, int], int]) -> None:
     """Buffers of `MMAP_THRESHOLD` or more are mapped on their own and unmapped when
     freed, for the whole run.
 
-    glibc starts at this threshold, but raises it to the size of each mapped block freed
-    (up to 32 MiB). Once deeplake had read and dropped one 16 MB storage chunk, every
+    glibc starts at 128 KiB, but raises the threshold to the size of each mapped block
+    freed (up to 32 MiB). Once deeplake had read and dropped one 16 MB storage chunk, every
     later buffer under 16 MB (chunks, windows' arrays) came from the heap, where the small
     objects made beside it kept its space from going back: the heap held 40-60 MiB free
-    over a 1,000,000-chunk run. Setting the threshold keeps it fixed."""
+    over a 1,000,000-chunk run. A threshold set keeps it fixed (and the heap's trim
+    threshold at its default)."""
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
