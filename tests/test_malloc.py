@@ -54,8 +54,8 @@ libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = MallInfo2
 chunk = bytearray(16_000_000)  # a storage chunk, read and dropped
 del chunk
-window = bytearray(4_000_000)  # a later buffer: mapped on its own, or in the heap
-print(libc.mallinfo2().hblkhd >= 4_000_000)
+window = bytearray(8_000_000)  # a text chunk: mapped on its own, or in the heap
+print(libc.mallinfo2().hblkhd >= 8_000_000)
 """
 
 
