@@ -31,16 +31,15 @@ from dmflow.store.postgres import PostgresRunStore
 from flows.generation import generate_training_data
 
 SMALL, LARGE = 300, 3000
-BATCH = 16
-"""A leak of one object per batch shows as 169 of them. Not smaller: each batch is a
-Prefect task run, most of the test's time."""
-BOUND = 256 * 1024
-"""97 bytes a chunk, 1.5 KB a batch, for the larger dataset's 2,700 more chunks.
-Measured, the larger run leaves ~40 KB more: what Prefect keeps for each of its 169
-more task runs until the flow run ends; one 2 KB object a batch made it ~450 KB."""
+BATCH = 8
+"""Small batches: a leak of one object per batch shows as 337 of them."""
+BOUND = 512 * 1024
+"""194 bytes a chunk, 1.5 KB a batch, for the larger dataset's 2,700 more chunks.
+Measured, the larger run leaves ~155 KB more: what Prefect keeps for each of its 337
+more task runs (~460 bytes) until the flow run ends."""
 MORE_OBJECTS_AT_ONE_LINE = 1350
-"""Half the larger dataset's extra chunks. The most measured is 388 at twice as many
-batches (Prefect's objects for each task run, kept until the flow run ends)."""
+"""Half the larger dataset's extra chunks. The most measured is 388 (Prefect's objects
+for each task run, one per batch, kept until the flow run ends)."""
 
 
 @pytest.fixture
