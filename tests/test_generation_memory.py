@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from prefect.events.clients import NullEventsClient
 from prefect.events.worker import EventsWorker
-from prefect.logging.handlers import APILogWorker
+from prefect.settings import PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
 
 import dmflow.phases.generation as generation_phase
 from dmflow.deeplake_support import import_deeplake
@@ -47,10 +47,13 @@ def events_dropped() -> Iterator[None]:
     """Prefect's events client keeps up to hundreds of sent but unconfirmed events
     (thousands of objects, ~2 MB) for as long as its server takes to confirm them:
     measured, that buffer made the result whatever the server's speed was. A client
-    that drops events keeps none; the rest of the run is unchanged."""
+    that drops events keeps none, and log records are not sent to the server (its log
+    worker, shared by the process, never emptied after some earlier tests: each measure
+    waited 10 s for it). The rest of the run is unchanged."""
     EventsWorker.set_client_override(NullEventsClient)
     try:
-        yield
+        with temporary_settings(updates={PREFECT_LOGGING_TO_API_ENABLED: False}):
+            yield
     finally:
         EventsWorker.set_client_override(None)
 
@@ -79,15 +82,13 @@ def _dataset(path: Path, chunks: int) -> str:
 
 
 def _sent_to_prefect(within_s: float = 10.0) -> None:
-    """Log records (and events, dropped here) queued for Prefect's server are Prefect's
-    buffer, as large as the server is slow: each measure first gives its workers up to
-    `within_s` to send them. A worker that never empties its queue (seen once in CI) is
-    waited for no longer: a daemon thread waits, so it cannot hold the test or the
-    interpreter's exit."""
-    for service in (EventsWorker, APILogWorker):
-        waiter = threading.Thread(target=service.instance().wait_until_empty, daemon=True)
-        waiter.start()
-        waiter.join(within_s)
+    """Events queued for Prefect's server (dropped here) are Prefect's buffer, as large
+    as the server is slow: each measure first gives its worker up to `within_s` to send
+    them. A worker that never empties its queue is waited for no longer: a daemon thread
+    waits, so it cannot hold the test or the interpreter's exit."""
+    waiter = threading.Thread(target=EventsWorker.instance().wait_until_empty, daemon=True)
+    waiter.start()
+    waiter.join(within_s)
 
 
 def _not_deeplake(snapshot: tracemalloc.Snapshot) -> tracemalloc.Snapshot:
