@@ -43,7 +43,7 @@ for each task run, one per batch, kept until the flow run ends)."""
 
 
 @pytest.fixture
-def events_dropped() -> Iterator[None]:
+def nothing_sent_to_prefect() -> Iterator[None]:
     """Prefect's events client keeps up to hundreds of sent but unconfirmed events
     (thousands of objects, ~2 MB) for as long as its server takes to confirm them:
     measured, that buffer made the result whatever the server's speed was. A client
@@ -117,7 +117,7 @@ def _grown(after: tracemalloc.Snapshot, before: tracemalloc.Snapshot) -> tuple[i
     )
 
 
-@pytest.mark.usefixtures("events_dropped")
+@pytest.mark.usefixtures("nothing_sent_to_prefect")
 def test_live_memory_left_by_the_asking_does_not_grow_with_the_dataset(
     flow_env: dict[str, str],
     store: PostgresRunStore,
